@@ -1,0 +1,1 @@
+"""bulletproof's harness: real services, fault injection, history, checker and report."""

@@ -1,0 +1,80 @@
+"""pytest plugin: the harness's command-line options and the run's seed.
+
+Options: ``--backend local|docker`` (env ``BULLETPROOF_BACKEND``), ``--profile fast|production``
+(env ``BULLETPROOF_PROFILE``), ``--seed N`` (env ``BULLETPROOF_SEED``; random and printed when
+absent), ``--reports-dir`` (env ``BULLETPROOF_REPORTS``, default ``reports``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+BACKENDS = ("local", "docker")
+PROFILES = ("fast", "production")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bulletproof")
+    group.addoption(
+        "--backend",
+        default=os.environ.get("BULLETPROOF_BACKEND", "local"),
+        help="where services run: local (default) or docker",
+    )
+    group.addoption(
+        "--profile",
+        default=os.environ.get("BULLETPROOF_PROFILE", "fast"),
+        help="timing profile: fast (compressed time, default) or production (the seed's timings)",
+    )
+    group.addoption(
+        "--seed",
+        default=os.environ.get("BULLETPROOF_SEED"),
+        help="seed for every random choice (default: random, printed)",
+    )
+    group.addoption(
+        "--reports-dir",
+        default=os.environ.get("BULLETPROOF_REPORTS", "reports"),
+        help="where histories and reports are written (default: reports)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    backend = config.getoption("--backend")
+    if backend not in BACKENDS:
+        raise pytest.UsageError(
+            f"--backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    profile = config.getoption("--profile")
+    if profile not in PROFILES:
+        raise pytest.UsageError(
+            f"--profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"
+        )
+    raw_seed = config.getoption("--seed")
+    if raw_seed is None:
+        seed = secrets.randbelow(2**31)
+    else:
+        try:
+            seed = int(raw_seed)
+        except ValueError:
+            raise pytest.UsageError(
+                f"--seed: {raw_seed!r} is not an integer; pass e.g. --seed 1234"
+            ) from None
+    config.stash[SEED_KEY] = seed
+
+
+SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"bulletproof: seed={config.stash[SEED_KEY]} backend={config.getoption('--backend')} "
+        f"profile={config.getoption('--profile')} (replay with --seed {config.stash[SEED_KEY]})"
+    )
+
+
+@pytest.fixture(scope="session")
+def seed(pytestconfig: pytest.Config) -> int:
+    """The run's seed: every random choice flows from it."""
+    return pytestconfig.stash[SEED_KEY]

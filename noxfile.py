@@ -1,0 +1,57 @@
+"""nox sessions: `tests`, `lint`, `chaos`, `bench`.
+
+Every session installs the project with its `dev` extra into its own virtualenv, so each
+one works on a fresh machine with nothing but Python (and PostgreSQL's server binaries).
+"""
+
+from __future__ import annotations
+
+import time
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Fast unit tests and integration tests against a real PostgreSQL."""
+    _install(session)
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) and mypy."""
+    _install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Every scenario against real processes, sockets and PostgreSQL; writes reports/."""
+    _install(session)
+    started = time.monotonic()
+    try:
+        session.run(
+            "pytest",
+            "scenarios",
+            "--junitxml=reports/junit.xml",
+            *session.posargs,
+        )
+    finally:
+        session.log(f"chaos wall time: {time.monotonic() - started:.1f}s (excluding installation)")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: print figures side by side (ratios), assert nothing about speed."""
+    _install(session)
+    session.run("python", "-m", "bench", *session.posargs)
