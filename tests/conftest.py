@@ -1,0 +1,68 @@
+"""Shared fixtures for the test suite: one real PostgreSQL per session, a fresh database per test.
+
+Set ``PROCRASTINATE_DATABASE_URL`` to use an existing server instead: each test then gets a fresh
+database created on that server (the URL's user must be allowed to create databases).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from harness.postgres import LocalPostgres, PostgresError
+
+_counter = itertools.count()
+
+
+class ExternalPostgres:
+    """A server the user already runs, reached through ``PROCRASTINATE_DATABASE_URL``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        params = conninfo_to_dict(self.url)
+        params["dbname"] = name
+        return make_conninfo(**params)  # type: ignore[arg-type]
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A private PostgreSQL server for the whole test session (initdb once)."""
+    try:
+        server = LocalPostgres()
+        server.start()
+    except PostgresError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """DSN of a fresh, empty database for this test (dropped afterwards)."""
+    url = os.environ.get("PROCRASTINATE_DATABASE_URL")
+    server: LocalPostgres | ExternalPostgres
+    server = ExternalPostgres(url) if url else request.getfixturevalue("postgres")
+    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40].strip("_")
+    name = f"t{next(_counter)}_{slug}"
+    dsn = server.create_database(name)
+    try:
+        yield dsn
+    finally:
+        server.drop_database(name)

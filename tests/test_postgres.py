@@ -1,0 +1,67 @@
+"""LocalPostgres really starts, crashes and restarts a server, keeping committed rows."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.postgres import LocalPostgres, PostgresError, cleanup_stale, find_bindir
+
+pytestmark = pytest.mark.integration
+
+
+def test_committed_rows_survive_sigkill_and_restart(postgres: LocalPostgres, pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        conn.execute("INSERT INTO t VALUES (1), (2)")
+    old_pid = postgres.kill()
+    assert old_pid is not None
+    assert not postgres.is_running()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(pg_dsn, connect_timeout=2)
+    elapsed = postgres.start()
+    assert postgres.pid not in (None, old_pid)
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT x FROM t ORDER BY x").fetchall()
+    assert rows == [(1,), (2,)]
+    assert elapsed < 30
+
+
+def test_fast_restart_refuses_then_accepts(postgres: LocalPostgres) -> None:
+    postgres.stop("fast")
+    with socket.socket() as sock:
+        assert sock.connect_ex((postgres.host, postgres.port)) != 0
+    postgres.start()
+    assert postgres.server_version().split(".")[0].isdigit()
+
+
+def test_missing_binaries_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("BULLETPROOF_PG_BINDIR", "/nonexistent")
+    monkeypatch.setattr("harness.postgres.Path.glob", lambda self, pattern: iter(()))
+    with pytest.raises(PostgresError, match="apt-get install postgresql"):
+        find_bindir()
+
+
+def test_cleanup_stale_removes_dead_runs() -> None:
+    # A root the postgres user can traverse (pytest's tmp_path is private to root).
+    root = Path(tempfile.mkdtemp(prefix="bp-test-"))
+    root.chmod(0o755)
+    server = LocalPostgres(tmp_root=root)
+    server.start()
+    assert server.base_dir is not None
+    # Pretend the owner died: a pid that cannot exist.
+    (server.base_dir / "owner.pid").write_text(str(2**22 + 12345))
+    pid = server.pid
+    removed = cleanup_stale(root)
+    assert removed == [server.base_dir]
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    server.base_dir = None
+    root.rmdir()
