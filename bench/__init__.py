@@ -1,1 +1,4 @@
-"""Benchmarks for `nox -s bench`: each `bench_*.py` module exposes `main() -> None` and prints figures."""
+"""Benchmarks for `nox -s bench`.
+
+Each `bench_*.py` module exposes `main() -> None` and prints its figures.
+"""
