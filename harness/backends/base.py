@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from toxiproxy import Toxiproxy
+    from toxiproxy.server import Toxiproxy
     from toxiproxy.proxy import Proxy
 
 SystemRole = Literal["api", "worker"]
