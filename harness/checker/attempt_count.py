@@ -1,0 +1,54 @@
+"""Attempt count: a permanently failed job ran exactly ``max_attempts`` times, none ran more."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.checker.runs import acknowledged_ids, runs_by_job
+from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
+from harness.history.records import History
+
+NAME = "attempt_count"
+
+
+def check_attempt_count(
+    history: History,
+    *,
+    max_attempts: int,
+    jobs: Iterable[int] | None = None,
+    require_failures: bool = False,
+) -> Verdict:
+    """Fail when a job ran more than ``max_attempts`` times or ended ``failed`` after another
+    number of runs. With ``require_failures``, no permanently failed job means unknown."""
+    by_job = runs_by_job(history)
+    all_jobs = history.jobs
+    ids = list(jobs) if jobs is not None else acknowledged_ids(history)
+    evidence: list[str] = []
+    failed_runs: dict[str, int] = {}
+    most = 0
+    for job_id in ids:
+        n = len(by_job.get(job_id, []))
+        most = max(most, n)
+        job = all_jobs.get(job_id)
+        if n > max_attempts:
+            evidence.append(f"job {job_id} ran {n} times, more than max_attempts={max_attempts}")
+        elif job is not None and job.status == "failed":
+            failed_runs[str(job_id)] = n
+            if n != max_attempts:
+                evidence.append(
+                    f"job {job_id} failed for good after {n} runs, expected {max_attempts}"
+                )
+    figures = {"max_attempts": max_attempts, "most_runs": most, "failed_job_runs": failed_runs}
+    if evidence:
+        return Verdict(
+            NAME, FAIL, f"{len(evidence)} jobs broke the attempt count", figures, evidence
+        )
+    if require_failures and not failed_runs:
+        return Verdict(NAME, UNKNOWN, "no job failed for good: attempt count untested", figures)
+    return Verdict(
+        NAME,
+        PASS,
+        f"{len(failed_runs)} failed jobs ran exactly {max_attempts} times; "
+        f"no job ran more than {max_attempts} times (most: {most})",
+        figures,
+    )

@@ -1,0 +1,133 @@
+"""Queue accounting, like Jepsen's total-queue: every acknowledged job ends terminal."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from harness.checker.runs import TERMINAL, acknowledged_ids, runs_by_job
+from harness.checker.verdict import FAIL, PASS, Verdict
+from harness.history.records import History
+
+NAME = "queue_accounting"
+
+
+def accounting(history: History, *, task_name: str) -> dict[str, Any]:
+    """The accounting table of docs/DESIGN.md for jobs of ``task_name`` (suffix match).
+
+    ``duplicated_executions`` counts runs that repeat a run which did not end in a scheduled
+    retry (a stalled-job re-queue, a shutdown re-queue, or two runs at once): the executions
+    at-least-once delivery duplicated. Retries after a reported failure are not duplicates.
+    """
+    jobs = history.jobs
+    runs = runs_by_job(history)
+    acked = acknowledged_ids(history)
+    acked_set = set(acked)
+    submits = history.submits
+    unknown_ops = [s for s in submits if s.outcome == "unknown"]
+    error_ops = [s for s in submits if s.outcome == "error"]
+
+    succeeded: list[int] = []
+    failed: list[int] = []
+    lost: list[int] = []
+    statuses: dict[int, str] = {}
+    for job_id in acked:
+        job = jobs.get(job_id)
+        status = job.status if job is not None else "missing"
+        statuses[job_id] = status
+        if status == "succeeded":
+            succeeded.append(job_id)
+        elif status in TERMINAL:
+            failed.append(job_id)
+        else:
+            lost.append(job_id)
+
+    ours = sorted(
+        j.id for j in jobs.values() if j.task_name.endswith(task_name) and j.id not in acked_set
+    )
+    recovered = ours[: len(unknown_ops)]
+    unexpected = ours[len(unknown_ops) :]
+
+    duplicated_ids: list[int] = []
+    duplicated = 0
+    executions: dict[int, int] = {}
+    for job_id in acked + recovered:
+        job_runs = runs.get(job_id, [])
+        executions[job_id] = len(job_runs)
+        dups = sum(
+            1
+            for prev, _ in itertools.pairwise(job_runs)
+            if prev.overlapped or not prev.scheduled_retry
+        )
+        if dups:
+            duplicated += dups
+            duplicated_ids.append(job_id)
+
+    return {
+        "acknowledged": len(acked),
+        "succeeded": len(succeeded),
+        "failed": len(failed),
+        "lost": len(lost),
+        "unexpected": len(unexpected),
+        "recovered": len(recovered),
+        "unknown": len(unknown_ops),
+        "rejected": len(error_ops),
+        "duplicated_executions": duplicated,
+        "duplicate_effects": _duplicate_effects(history),
+        "lost_ids": lost,
+        "duplicated_ids": duplicated_ids,
+        "unexpected_ids": unexpected,
+        "failed_ids": failed,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "executions": {str(k): v for k, v in executions.items()},
+    }
+
+
+def _duplicate_effects(history: History) -> int:
+    seen: dict[str, int] = {}
+    for e in history.effects:
+        seen[e.joke_id] = seen.get(e.joke_id, 0) + 1
+    return sum(n - 1 for n in seen.values() if n > 1)
+
+
+def check_queue_accounting(
+    history: History,
+    *,
+    task_name: str = "fetch_and_cache_joke",
+    expected_status: str | None = None,
+) -> Verdict:
+    """Fail when an acknowledged job is lost (not terminal at the deadline), a job nobody
+    submitted appears, or (with ``expected_status``) a job ends in another status."""
+    acc = accounting(history, task_name=task_name)
+    evidence: list[Any] = []
+    problems: list[str] = []
+    if acc["lost"]:
+        problems.append(f"{acc['lost']} lost")
+        for job_id in acc["lost_ids"]:
+            status = acc["statuses"][str(job_id)]
+            evidence.append(f"job {job_id} acknowledged but {status} at the deadline")
+    if acc["unexpected"]:
+        problems.append(f"{acc['unexpected']} unexpected")
+        evidence.extend(f"job {j} was never submitted" for j in acc["unexpected_ids"])
+    if expected_status is not None:
+        wrong = {
+            int(k): v
+            for k, v in acc["statuses"].items()
+            if v != expected_status and int(k) not in acc["lost_ids"]
+        }
+        if wrong:
+            problems.append(f"{len(wrong)} not {expected_status}")
+            evidence.extend(
+                f"job {k} ended {v}, expected {expected_status}" for k, v in wrong.items()
+            )
+    line = (
+        f"{acc['acknowledged']} acknowledged: {acc['succeeded']} succeeded, "
+        f"{acc['failed']} failed, {acc['lost']} lost; "
+        f"{acc['unknown']} unknown, {acc['recovered']} recovered, "
+        f"{acc['unexpected']} unexpected; {acc['duplicated_executions']} duplicated executions"
+    )
+    if acc["acknowledged"] == 0:
+        return Verdict(NAME, FAIL, "no job was acknowledged: nothing was tested", acc, evidence)
+    status = FAIL if problems else PASS
+    summary = f"{'; '.join(problems)} ({line})" if problems else line
+    return Verdict(NAME, status, summary, acc, evidence)

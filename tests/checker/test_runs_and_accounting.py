@@ -1,0 +1,132 @@
+"""Run derivation and queue accounting on synthetic histories (pass and fail)."""
+
+from __future__ import annotations
+
+from harness.checker import (
+    FAIL,
+    PASS,
+    UNKNOWN,
+    Verdict,
+    accounting,
+    check_queue_accounting,
+    merge,
+    runs_by_job,
+    scheduling_slack,
+)
+from harness.history.builder import HistoryBuilder
+
+
+def test_runs_follow_events_and_scheduled_retries() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1, 0.2, "retry", retry_in=2.0)
+    b.run(1, 2.25, 2.3, "retry")  # re-queued without a retry time: a stall recovery
+    b.run(1, 2.4, 2.5, "succeeded")
+    runs = runs_by_job(b.build())[1]
+    assert [r.number for r in runs] == [1, 2, 3]
+    assert runs[0].scheduled_retry and runs[0].retry_at is not None
+    assert abs(runs[0].retry_at - runs[0].end - 2.0) < 1e-9  # type: ignore[operator]
+    assert not runs[1].scheduled_retry
+    assert runs[2].end_type == "succeeded"
+
+
+def test_accounting_passes_when_every_acknowledged_job_succeeds() -> None:
+    b = HistoryBuilder()
+    for j in (1, 2, 3):
+        b.submit(j)
+        b.run(j, 0.1, 0.3)
+    v = check_queue_accounting(b.build())
+    assert v.status == PASS, v
+    assert v.figures["succeeded"] == 3 and v.figures["lost"] == 0
+
+
+def test_accounting_fails_on_a_job_left_doing_or_todo() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1)  # still doing at the deadline
+    b.submit(2)  # never ran
+    b.submit(3)
+    b.run(3, 0.1, 0.2)
+    v = check_queue_accounting(b.build())
+    assert v.status == FAIL
+    assert v.figures["lost_ids"] == [1, 2]
+    assert any("job 1" in e and "doing" in e for e in v.evidence)
+
+
+def test_accounting_fails_on_an_acknowledged_job_missing_from_the_table() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    h = b.build()
+    h.records = [r for r in h.records if getattr(r, "id", None) != 1 or r.kind != "job"]
+    v = check_queue_accounting(h)
+    assert v.status == FAIL and v.figures["lost_ids"] == [1]
+    assert "missing" in v.evidence[0]
+
+
+def test_unknown_submission_that_ran_is_recovered_extra_job_is_unexpected() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1, 0.2)
+    b.submit(2, outcome="unknown")  # request timed out but the job was created
+    b.run(2, 0.1, 0.2)
+    ok = accounting(b.build(), task_name="fetch_and_cache_joke")
+    assert ok["recovered"] == 1 and ok["unexpected"] == 0
+
+    b2 = HistoryBuilder()
+    b2.submit(1)
+    b2.run(1, 0.1, 0.2)
+    b2.job(7)  # nobody asked for job 7
+    b2.run(7, 0.1, 0.2)
+    b2.job(8, task="system.tasks.health_check_task")  # other tasks are not ours
+    v = check_queue_accounting(b2.build())
+    assert v.status == FAIL and v.figures["unexpected_ids"] == [7]
+
+
+def test_expected_status_fails_other_terminal_states() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1, 0.2, "failed")
+    assert check_queue_accounting(b.build(), expected_status="failed").status == PASS
+    b2 = HistoryBuilder()
+    b2.submit(1)
+    b2.run(1, 0.1, 0.2, "failed")
+    v = check_queue_accounting(b2.build(), expected_status="succeeded")
+    assert v.status == FAIL and "expected succeeded" in v.evidence[0]
+
+
+def test_duplicated_executions_count_reruns_not_caused_by_a_scheduled_retry() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1, 0.2, "retry", retry_in=1.0)  # a failure retry: not a duplicate
+    b.run(1, 1.2, 1.3, "succeeded")
+    b.submit(2)
+    b.run(2, 0.1, 3.0, "retry")  # stalled and recovered: the rerun is a duplicate
+    b.run(2, 3.1, 3.2, "succeeded")
+    acc = accounting(b.build(), task_name="fetch_and_cache_joke")
+    assert acc["duplicated_executions"] == 1
+    assert acc["duplicated_ids"] == [2]
+    assert acc["executions"] == {"1": 2, "2": 2}
+
+
+def test_nothing_acknowledged_fails() -> None:
+    b = HistoryBuilder()
+    b.submit(None, outcome="unknown")
+    assert check_queue_accounting(b.build()).status == FAIL
+
+
+def test_scheduling_slack_ignores_waits_during_faults() -> None:
+    b = HistoryBuilder()
+    b.submit(1, 0.0)
+    b.run(1, 0.3, 0.4)
+    b.submit(2, 1.0)
+    b.run(2, 5.0, 5.1)  # waited through a worker outage
+    b.fault("kill", "worker:w1", 1.5, 4.0)
+    slack = scheduling_slack(b.build())
+    assert 0.29 < slack < 0.3
+    assert scheduling_slack(b.build(), floor=1.0) == 1.0
+
+
+def test_merge() -> None:
+    assert merge([]) == PASS
+    assert merge([PASS, UNKNOWN]) == UNKNOWN
+    assert merge([Verdict("a", PASS, ""), Verdict("b", FAIL, ""), UNKNOWN]) == FAIL

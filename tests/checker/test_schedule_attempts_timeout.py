@@ -1,0 +1,189 @@
+"""Retry schedule, attempt count and job timeout on synthetic histories (pass and fail)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.checker import (
+    FAIL,
+    PASS,
+    UNKNOWN,
+    check_attempt_count,
+    check_job_timeout,
+    check_retry_schedule,
+    expected_delay,
+)
+from harness.history.builder import HistoryBuilder
+
+BASE, CAP, TOL = 0.2, 1.0, 0.15
+
+
+def _schedule(lags: list[float], *, runs: int, final: str = "failed") -> HistoryBuilder:
+    """One job failing ``runs - 1`` times; run k+1 starts ``expected + lags[k]`` after run k."""
+    b = HistoryBuilder()
+    b.submit(1)
+    t = 0.1
+    for k in range(1, runs):
+        b.run(1, t, t + 0.05, "retry", retry_in=expected_delay(k, BASE, CAP))
+        t = t + 0.05 + expected_delay(k, BASE, CAP) + lags[k - 1]
+    b.run(1, t, t + 0.05, final)
+    return b
+
+
+def test_expected_delay_is_capped_exponential() -> None:
+    assert [expected_delay(k, 2.0, 300.0) for k in range(1, 6)] == [2, 4, 8, 16, 32]
+    assert expected_delay(20, 2.0, 300.0) == 300.0
+
+
+def test_retry_schedule_passes_within_tolerance() -> None:
+    v = check_retry_schedule(
+        _schedule([0.01, 0.1, 0.0, 0.14], runs=5).build(),
+        base_delay=BASE,
+        max_delay=CAP,
+        tolerance=TOL,
+    )
+    assert v.status == PASS, v.evidence
+    delays = v.figures["retry_delays"]
+    assert [d["expected"] for d in delays] == [0.2, 0.4, 0.8, 1.0]
+    assert {"job_id", "run", "observed", "expected", "tolerance"} <= set(delays[0])
+
+
+def test_retry_schedule_fails_when_a_retry_is_late() -> None:
+    v = check_retry_schedule(
+        _schedule([0.01, 0.5, 0.0, 0.0], runs=5).build(),
+        base_delay=BASE,
+        max_delay=CAP,
+        tolerance=TOL,
+    )
+    assert v.status == FAIL
+    assert "after run 2" in v.evidence[0] and "later than" in v.evidence[0]
+
+
+def test_retry_schedule_fails_when_a_retry_is_early() -> None:
+    # An immediate retry where the formula wants 0.4 s: e.g. a linear or constant strategy.
+    v = check_retry_schedule(
+        _schedule([0.0, -0.35, 0.0], runs=4).build(),
+        base_delay=BASE,
+        max_delay=CAP,
+        tolerance=TOL,
+    )
+    assert v.status == FAIL and "earlier than" in v.evidence[0]
+
+
+def test_retry_schedule_fails_when_the_cap_is_ignored() -> None:
+    # Uncapped: the wait after run 4 is 1.6 s, the cap says 1.0 s.
+    b = HistoryBuilder()
+    b.submit(1)
+    t = 0.0
+    for k in range(1, 6):
+        delay = BASE * 2 ** (k - 1)
+        b.run(1, t, t + 0.01, "retry", retry_in=delay)
+        t += 0.01 + delay
+    b.run(1, t, t + 0.01, "succeeded")
+    v = check_retry_schedule(b.build(), base_delay=BASE, max_delay=CAP, tolerance=TOL)
+    assert v.status == FAIL and "after run 4 " in v.evidence[0]
+
+
+def test_retry_schedule_without_retries_is_unknown_and_ignores_stall_requeues() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 5.0, "retry")  # stall recovery: no retry time, not a scheduled retry
+    b.run(1, 5.0, 5.1)
+    v = check_retry_schedule(b.build(), base_delay=BASE, max_delay=CAP, tolerance=TOL)
+    assert v.status == UNKNOWN
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.integers(min_value=2, max_value=7),
+    lags=st.lists(st.floats(min_value=0.0, max_value=TOL * 0.99), min_size=6, max_size=6),
+    bad=st.integers(min_value=0, max_value=5),
+    excess=st.floats(min_value=0.01, max_value=5.0),
+)
+def test_retry_schedule_property(runs: int, lags: list[float], bad: int, excess: float) -> None:
+    """Any lag inside the tolerance passes; pushing one retry past it fails, naming that run."""
+    good = check_retry_schedule(
+        _schedule(lags, runs=runs).build(), base_delay=BASE, max_delay=CAP, tolerance=TOL
+    )
+    assert good.status == PASS
+    bad %= runs - 1
+    broken = list(lags)
+    broken[bad] = TOL + excess
+    v = check_retry_schedule(
+        _schedule(broken, runs=runs).build(), base_delay=BASE, max_delay=CAP, tolerance=TOL
+    )
+    assert v.status == FAIL and len(v.evidence) == 1
+    assert f"after run {bad + 1} " in v.evidence[0]
+
+
+def test_attempt_count_pass_and_fail() -> None:
+    assert check_attempt_count(_schedule([0] * 4, runs=5).build(), max_attempts=5).status == PASS
+    fewer = check_attempt_count(_schedule([0] * 4, runs=4).build(), max_attempts=5)
+    assert fewer.status == FAIL and "after 4 runs, expected 5" in fewer.evidence[0]
+    more = check_attempt_count(
+        _schedule([0] * 6, runs=6, final="succeeded").build(), max_attempts=5
+    )
+    assert more.status == FAIL and "ran 6 times" in more.evidence[0]
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 0.1)
+    assert check_attempt_count(b.build(), max_attempts=5, require_failures=True).status == UNKNOWN
+
+
+def _timeout_history(durations: list[float], ends: list[str]) -> HistoryBuilder:
+    b = HistoryBuilder()
+    b.submit(1)
+    t = 0.0
+    for d, end in zip(durations, ends, strict=True):
+        b.run(1, t, t + d, end, retry_in=0.1 if end == "retry" else None)
+        t += d + 0.1
+    return b
+
+
+def test_job_timeout_passes_when_a_timed_out_run_is_retried() -> None:
+    v = check_job_timeout(
+        _timeout_history([1.02, 0.2], ["retry", "succeeded"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        require_timeouts=True,
+    )
+    assert v.status == PASS, v.evidence
+    assert len(v.figures["timed_out_runs"]) == 1
+
+
+def test_job_timeout_fails_on_a_run_beyond_the_timeout() -> None:
+    v = check_job_timeout(
+        _timeout_history([3.0], ["succeeded"]).build(), job_timeout=1.0, tolerance=0.1
+    )
+    assert v.status == FAIL and "lasted 3.000s" in v.evidence[0]
+
+
+def test_job_timeout_fails_on_a_run_still_going_past_the_timeout_at_the_end() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0)  # never ends
+    v = check_job_timeout(b.build(finished=10.0), job_timeout=1.0, tolerance=0.1)
+    assert v.status == FAIL and "still running" in v.evidence[0]
+
+
+def test_job_timeout_fails_when_a_timed_out_run_is_not_retried() -> None:
+    v = check_job_timeout(
+        _timeout_history([1.0], ["aborted"]).build(), job_timeout=1.0, tolerance=0.1
+    )
+    assert v.status == FAIL and "not run again" in v.evidence[0]
+
+
+def test_job_timeout_unknown_without_timeouts_and_excludes_killed_runs() -> None:
+    b = _timeout_history([0.2], ["succeeded"])
+    assert (
+        check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, require_timeouts=True).status
+        == UNKNOWN
+    )
+    b2 = HistoryBuilder()
+    b2.submit(1)
+    b2.run(1, 0.0, 6.0, "retry")  # killed at 1.0, recovered at 6.0
+    b2.run(1, 6.1, 6.2)
+    b2.fault("kill", "worker:w1", 1.0, 1.0)
+    v = check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1)
+    assert v.status == PASS and v.figures["excluded_runs"] == 1
