@@ -1,8 +1,12 @@
 """Derive job runs from ``procrastinate_events`` and pick the jobs a scenario submitted.
 
 Events are read in insertion (id) order. A retry by the retry strategy writes a ``scheduled``
-event (its ``at`` is the retry time) in the same transaction as ``deferred_for_retry``; a
-re-queue without a retry time (stalled-job recovery) writes ``deferred_for_retry`` alone.
+event (its ``at`` is the retry time) in the same transaction as ``deferred_for_retry``. A
+re-queue is *immediate* (not a scheduled retry) when it has no retry time, a retry time no
+later than the re-queue itself (the SUT re-queues runs aborted by a shutdown with
+``retry_in=0``), or when the SUT recorded it as a stalled-job recovery (observation
+``stalled_recovery`` with ``{"job_id", "attempts"}``, from its ``bulletproof_stalled_recoveries``
+table: its recovery passes ``retry_at=now()``, which is a few milliseconds in the future).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import dataclass
 
 from harness.history.records import Fault, History, JobEvent
 
+#: A re-queue whose retry time is at most this far after it counts as immediate.
+IMMEDIATE = 0.01
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 RUN_ENDS = frozenset({"deferred_for_retry", "succeeded", "failed", "aborted"})
 
@@ -26,15 +32,29 @@ class Run:
     end_type: str | None = None
     retry_at: float | None = None
     overlapped: bool = False
+    recovered: bool = False
 
     @property
     def duration(self) -> float | None:
         return None if self.end is None else self.end - self.start
 
     @property
+    def requested_delay(self) -> float | None:
+        """Retry time minus re-queue time, when the re-queue had a retry time."""
+        if self.retry_at is None or self.end is None:
+            return None
+        return self.retry_at - self.end
+
+    @property
     def scheduled_retry(self) -> bool:
-        """Ended by the retry strategy (a re-queue with a retry time)."""
-        return self.end_type == "deferred_for_retry" and self.retry_at is not None
+        """Ended by the retry strategy with a backoff delay (not an immediate re-queue)."""
+        delay = self.requested_delay
+        return (
+            self.end_type == "deferred_for_retry"
+            and not self.recovered
+            and delay is not None
+            and delay > IMMEDIATE
+        )
 
 
 def runs_of(events: list[JobEvent]) -> list[Run]:
@@ -73,8 +93,20 @@ def runs_of(events: list[JobEvent]) -> list[Run]:
 
 
 def runs_by_job(history: History) -> dict[int, list[Run]]:
-    """Job id -> its runs."""
-    return {job_id: runs_of(evs) for job_id, evs in history.events_by_job().items()}
+    """Job id -> its runs, with runs re-queued by stalled-job recovery marked ``recovered``."""
+    recovered: set[tuple[int, int]] = set()
+    for obs in history.observations("stalled_recovery"):
+        if isinstance(obs.value, dict) and "job_id" in obs.value and "attempts" in obs.value:
+            recovered.add((int(obs.value["job_id"]), int(obs.value["attempts"])))
+    out: dict[int, list[Run]] = {}
+    for job_id, evs in history.events_by_job().items():
+        runs = runs_of(evs)
+        for run in runs:
+            # the recovery saw job.attempts == runs before this one
+            if (job_id, run.number - 1) in recovered and run.end_type == "deferred_for_retry":
+                run.recovered = True
+        out[job_id] = runs
+    return out
 
 
 def acknowledged_ids(history: History) -> list[int]:

@@ -87,14 +87,23 @@ class HistoryBuilder:
         outcome: str = "succeeded",
         *,
         retry_in: float | None = None,
+        recovered: bool = False,
     ) -> None:
         """One run from ``start``; ``outcome``: succeeded, failed, aborted, retry (re-queued;
-        a ``scheduled`` retry time when ``retry_in`` is given, none like a stall recovery)."""
+        a ``scheduled`` retry time when ``retry_in`` is given; with ``recovered`` the SUT
+        records it as a stalled-job recovery, which re-queues with ``retry_at=now()``)."""
         self._event(job_id, "started", start)
         self._status[job_id] = "doing"
         if end is None:
             return
         if outcome == "retry":
+            if recovered:
+                retry_in = 0.003 if retry_in is None else retry_in
+                self.observe(
+                    "stalled_recovery",
+                    {"job_id": job_id, "attempts": self._attempts[job_id], "worker_id": 1},
+                    end,
+                )
             if retry_in is not None:
                 self._event(job_id, "scheduled", end + retry_in)
             self._event(job_id, "deferred_for_retry", end)

@@ -9,9 +9,12 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from harness.history.records import ApiRequest, Effect, Job, JobEvent, Record
+from harness.history.records import ApiRequest, Effect, Job, JobEvent, Observation, Record
 
 JOKES_TABLE = "chuck_norris_jokes"
+#: The SUT's log of stalled-job recoveries (system/db.py): read as ``stalled_recovery``
+#: observations, so the checker can tell a recovery re-queue from a backoff retry.
+RECOVERIES_TABLE = "bulletproof_stalled_recoveries"
 
 
 def _epoch(value: Any) -> float | None:
@@ -25,7 +28,8 @@ def _epoch(value: Any) -> float | None:
 
 
 def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
-    """Jobs, job events and effects (rows of ``chuck_norris_jokes``) as history records."""
+    """Jobs, job events, effects (rows of ``chuck_norris_jokes``) and the SUT's stalled-job
+    recoveries (``stalled_recovery`` observations) as history records."""
     records: list[Record] = []
     with psycopg.connect(dsn, connect_timeout=int(max(1, connect_timeout))) as conn:
         cur = conn.cursor(row_factory=dict_row)
@@ -59,6 +63,25 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
                     at=_epoch(row["at"]) or 0.0,
                 )
             )
+        cur.execute("SELECT to_regclass(%s) AS t", (RECOVERIES_TABLE,))
+        found = cur.fetchone()
+        if found and found["t"] is not None:
+            cur.execute(
+                f"SELECT job_id, worker_id, attempts, recovered_at FROM {RECOVERIES_TABLE}"
+                " ORDER BY id"
+            )
+            for row in cur.fetchall():
+                records.append(
+                    Observation(
+                        name="stalled_recovery",
+                        value={
+                            "job_id": row["job_id"],
+                            "attempts": row["attempts"],
+                            "worker_id": row["worker_id"],
+                        },
+                        t=_epoch(row["recovered_at"]) or 0.0,
+                    )
+                )
         cur.execute("SELECT to_regclass(%s) AS t", (JOKES_TABLE,))
         found = cur.fetchone()
         if found and found["t"] is not None:

@@ -130,3 +130,18 @@ def test_merge() -> None:
     assert merge([]) == PASS
     assert merge([PASS, UNKNOWN]) == UNKNOWN
     assert merge([Verdict("a", PASS, ""), Verdict("b", FAIL, ""), UNKNOWN]) == FAIL
+
+
+def test_immediate_and_recovery_requeues_are_not_backoff_retries() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 0.5, "retry", retry_in=0.0)  # aborted by a shutdown, re-queued at once
+    b.run(1, 0.6, 3.0, "retry", recovered=True)  # stalled, recovered with retry_at=now()
+    b.run(1, 3.1, 3.2, "retry", retry_in=0.8)  # a backoff retry
+    b.run(1, 4.0, 4.1)
+    h = b.build()
+    runs = runs_by_job(h)[1]
+    assert [r.scheduled_retry for r in runs[:3]] == [False, False, True]
+    assert runs[1].recovered and not runs[0].recovered
+    acc = accounting(h, task_name="fetch_and_cache_joke")
+    assert acc["duplicated_executions"] == 2  # the reruns after the two immediate re-queues
