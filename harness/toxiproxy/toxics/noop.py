@@ -1,0 +1,26 @@
+"""``noop``: passes data through unchanged (also the hidden head of every toxic chain)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub
+from harness.toxiproxy.toxics import Toxic, register
+
+
+@register
+class NoopToxic(Toxic):
+    type_name = "noop"
+    go_struct = "NoopToxic"
+    fields: ClassVar[dict[str, str]] = {}
+
+    async def pipe(self, stub: Stub) -> None:
+        while True:
+            item = await stub.recv()
+            if item is INTERRUPT:
+                return
+            if item is None:
+                stub.close()
+                return
+            assert isinstance(item, Chunk)
+            await stub.send(item)
