@@ -1,0 +1,342 @@
+"""Database access: connections, schema migration, the jokes table and read models.
+
+Every connection carries libpq timeouts and TCP keepalives so that a dead or blackholed
+server turns into an error within seconds instead of a hang (libpq's defaults wait forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from procrastinate import App, PsycopgConnector
+from procrastinate import sql as procrastinate_sql
+from psycopg.rows import dict_row
+
+from system.settings import Settings
+
+logger = logging.getLogger("system.db")
+
+#: Errors that mean "the database is unreachable or broke the connection".
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+)
+
+JOKES_TABLE = "chuck_norris_jokes"
+RECOVERIES_TABLE = "bulletproof_stalled_recoveries"
+
+_JOKES_COLUMNS = """
+    joke_id        text NOT NULL{pk},
+    value          text NOT NULL,
+    categories     text[] NOT NULL DEFAULT '{{}}',
+    url            text NOT NULL,
+    icon_url       text NOT NULL,
+    api_created_at text NOT NULL,
+    api_updated_at text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    fetch_count    integer NOT NULL DEFAULT 1,
+    last_job_id    bigint
+"""
+
+_RECOVERIES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {RECOVERIES_TABLE} (
+    id           bigserial PRIMARY KEY,
+    job_id       bigint NOT NULL,
+    worker_id    bigint,
+    attempts     integer NOT NULL,
+    recovered_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+# Serialises concurrent `migrate` runs (any constant works; this one spells "bulletpr").
+_MIGRATE_LOCK = 0x62756C6C65747072
+
+
+def connect_kwargs(settings: Settings, application_name: str = "bulletproof") -> dict[str, Any]:
+    """libpq parameters for every connection: bounded connect, keepalives, TCP timeout."""
+    seconds = settings.connect_timeout_arg
+    return {
+        "connect_timeout": seconds,
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        # unacknowledged data for this long (ms) breaks the connection: covers blackholes
+        "tcp_user_timeout": seconds * 1000,
+        "application_name": application_name,
+    }
+
+
+async def probe(settings: Settings) -> None:
+    """Connect once and run ``SELECT 1``; raises a psycopg error if the server is not there."""
+    async with await psycopg.AsyncConnection.connect(
+        settings.procrastinate_database_url, autocommit=True, **connect_kwargs(settings, "probe")
+    ) as conn:
+        await conn.execute("SELECT 1")
+
+
+async def open_worker_pool(settings: Settings, name: str) -> psycopg_pool.AsyncConnectionPool:
+    """A connection pool for one worker session (closed when the session ends)."""
+    pool = psycopg_pool.AsyncConnectionPool(
+        settings.procrastinate_database_url,
+        min_size=min(2, settings.db_pool_size),
+        max_size=settings.db_pool_size,
+        timeout=settings.db_pool_timeout,
+        kwargs=connect_kwargs(settings, name),
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        open=False,
+        name=name,
+    )
+    try:
+        await pool.open(wait=True, timeout=settings.db_pool_timeout)
+    except BaseException:
+        await close_pool(pool, 1.0)
+        raise
+    return pool
+
+
+def api_connector(settings: Settings) -> PsycopgConnector:
+    """The API's connector: one fresh connection per request (a null pool).
+
+    Why no real pool: after an outage a pool reconnects with its own backoff, and the API
+    must answer again (and /health turn 200) as soon as the database does.
+    """
+    return PsycopgConnector(
+        conninfo=settings.procrastinate_database_url,
+        pool_factory=psycopg_pool.AsyncNullConnectionPool,
+        max_size=settings.db_pool_size,
+        timeout=min(settings.db_pool_timeout, 5.0),
+        kwargs=connect_kwargs(settings, "bulletproof-api"),
+    )
+
+
+async def close_pool(pool: psycopg_pool.AsyncConnectionPool, timeout: float) -> None:
+    """Close ``pool`` within ``timeout`` seconds, whatever state the server is in."""
+    try:
+        await asyncio.wait_for(pool.close(timeout=timeout), timeout + 1.0)
+    except (TimeoutError, psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        logger.warning("closing the connection pool failed: %s", exc)
+
+
+def pool_of(app: App) -> psycopg_pool.AsyncConnectionPool:
+    """The psycopg pool behind an opened app."""
+    connector = app.connector
+    if not isinstance(connector, PsycopgConnector):
+        raise TypeError("the app must use a PsycopgConnector")
+    return connector.pool
+
+
+def jokes_ddl(plain_insert: bool) -> str:
+    """The jokes table; the ``plain-insert`` defect drops its primary key."""
+    pk = "" if plain_insert else " PRIMARY KEY"
+    return f"CREATE TABLE IF NOT EXISTS {JOKES_TABLE} ({_JOKES_COLUMNS.format(pk=pk)})"
+
+
+async def migrate(settings: Settings, app: App) -> list[str]:
+    """Apply Procrastinate's schema (if missing), the jokes and recoveries tables.
+
+    Safe to run again and concurrently (an advisory lock serialises runs); Procrastinate's
+    own ``apply_schema`` is not idempotent, so it runs only when its tables are absent.
+    Returns what was done, for the log.
+    """
+    done: list[str] = []
+    deadline = time.monotonic() + settings.db_pool_timeout
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                settings.procrastinate_database_url,
+                autocommit=True,
+                **connect_kwargs(settings, "bulletproof-migrate"),
+            )
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
+        try:
+            cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                schema = app.schema_manager.get_schema()
+                async with conn.transaction():
+                    await conn.execute(schema)
+                done.append("applied Procrastinate's schema")
+            else:
+                done.append("Procrastinate's schema already present")
+            await conn.execute(jokes_ddl("plain-insert" in settings.defects))
+            await conn.execute(_RECOVERIES_DDL)
+            done.append(f"tables {JOKES_TABLE} and {RECOVERIES_TABLE} ready")
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
+    return done
+
+
+_UPSERT = f"""
+INSERT INTO {JOKES_TABLE} AS j
+    (joke_id, value, categories, url, icon_url, api_created_at, api_updated_at, last_job_id)
+VALUES (%(joke_id)s, %(value)s, %(categories)s, %(url)s, %(icon_url)s,
+        %(api_created_at)s, %(api_updated_at)s, %(job_id)s)
+ON CONFLICT (joke_id) DO UPDATE SET
+    value = EXCLUDED.value,
+    categories = EXCLUDED.categories,
+    url = EXCLUDED.url,
+    icon_url = EXCLUDED.icon_url,
+    api_created_at = EXCLUDED.api_created_at,
+    api_updated_at = EXCLUDED.api_updated_at,
+    updated_at = now(),
+    fetch_count = j.fetch_count + 1,
+    last_job_id = EXCLUDED.last_job_id
+"""
+
+_PLAIN_INSERT = f"""
+INSERT INTO {JOKES_TABLE}
+    (joke_id, value, categories, url, icon_url, api_created_at, api_updated_at, last_job_id)
+VALUES (%(joke_id)s, %(value)s, %(categories)s, %(url)s, %(icon_url)s,
+        %(api_created_at)s, %(api_updated_at)s, %(job_id)s)
+"""
+
+
+async def store_joke(
+    pool: psycopg_pool.AsyncConnectionPool,
+    row: Mapping[str, Any],
+    *,
+    plain_insert: bool = False,
+) -> None:
+    """Upsert one joke (``INSERT ... ON CONFLICT DO UPDATE``), or plain INSERT (defect)."""
+    async with pool.connection() as conn:
+        await conn.execute(_PLAIN_INSERT if plain_insert else _UPSERT, dict(row))
+
+
+async def recover_stalled_job(
+    pool: psycopg_pool.AsyncConnectionPool,
+    *,
+    job_id: int,
+    attempts: int,
+    worker_id: int | None,
+    threshold: float,
+) -> bool:
+    """Re-queue one stalled job if it is still the same stalled run; True if re-queued.
+
+    Procrastinate's ``retry_job`` also accepts a ``failed`` job, so a job that failed for
+    good between listing and retrying would be resurrected. Here the job row is locked and
+    re-checked (still ``doing``, same attempt, same worker, worker still silent) in the
+    transaction that calls Procrastinate's own ``retry_job`` query.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            """
+            SELECT j.id
+              FROM procrastinate_jobs j
+              LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+             WHERE j.id = %(job_id)s AND j.status = 'doing' AND j.attempts = %(attempts)s
+               AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+               AND (j.worker_id IS NULL OR w.id IS NULL
+                    OR w.last_heartbeat < now() - make_interval(secs => %(threshold)s))
+               FOR UPDATE OF j
+            """,
+            {
+                "job_id": job_id,
+                "attempts": attempts,
+                "worker_id": worker_id,
+                "threshold": threshold,
+            },
+        )
+        if await cur.fetchone() is None:
+            return False
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.execute(
+                    procrastinate_sql.queries["retry_job"],
+                    {
+                        "job_id": job_id,
+                        "retry_at": datetime.datetime.now(datetime.UTC),
+                        "new_priority": None,
+                        "new_queue_name": None,
+                        "new_lock": None,
+                    },
+                )
+        except psycopg.errors.UniqueViolation:
+            # Its queueing lock is taken by a queued twin (periodic tasks): that twin does
+            # the same work, so this run ends `failed` instead of blocking recovery forever.
+            logger.warning(
+                "Stalled job %s has a queued twin with the same queueing lock: marked failed",
+                job_id,
+            )
+            await conn.execute(
+                procrastinate_sql.queries["finish_job"],
+                {"job_id": job_id, "status": "failed", "delete_job": False},
+            )
+        await conn.execute(
+            f"INSERT INTO {RECOVERIES_TABLE} (job_id, worker_id, attempts) VALUES (%s, %s, %s)",
+            (job_id, worker_id, attempts),
+        )
+        return True
+
+
+async def job_detail(conn: psycopg.AsyncConnection[Any], job_id: int) -> dict[str, Any] | None:
+    """One job and its events (from ``procrastinate_events``), or None."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, task_name AS task, queue_name AS queue, status::text AS status, "
+            "attempts, args, scheduled_at FROM procrastinate_jobs WHERE id = %s",
+            (job_id,),
+        )
+        job = await cur.fetchone()
+        if job is None:
+            return None
+        await cur.execute(
+            "SELECT type::text AS type, at FROM procrastinate_events "
+            "WHERE job_id = %s ORDER BY at, id",
+            (job_id,),
+        )
+        job["events"] = await cur.fetchall()
+    return job
+
+
+async def stats(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """Jobs by status, jokes stored, retries and stalled recoveries."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY status ORDER BY 1"
+        )
+        by_status = {status: count for status, count in await cur.fetchall()}
+        await cur.execute(f"SELECT count(*) FROM {JOKES_TABLE}")
+        jokes = (await cur.fetchone() or (0,))[0]
+        await cur.execute(
+            "SELECT count(*) FROM procrastinate_events WHERE type = 'deferred_for_retry'"
+        )
+        retries = (await cur.fetchone() or (0,))[0]
+        await cur.execute(f"SELECT count(*) FROM {RECOVERIES_TABLE}")
+        recoveries = (await cur.fetchone() or (0,))[0]
+    return {
+        "jobs": by_status,
+        "jokes_stored": jokes,
+        "retries": retries,
+        "stalled_recoveries": recoveries,
+    }
+
+
+async def heartbeat_age(conn: psycopg.AsyncConnection[Any]) -> tuple[int, float | None]:
+    """(number of registered workers, seconds since the freshest heartbeat or None)."""
+    cur = await conn.execute(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - max(last_heartbeat))::float8 "
+        "FROM procrastinate_workers"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return 0, None
+    count, age = row
+    return int(count), (None if age is None or math.isnan(age) else float(age))

@@ -1,0 +1,219 @@
+"""The Procrastinate app and its four tasks, configured as the seed's matrix says.
+
+| task                        | queue     | runs        | base   | max    | timeout | q. lock |
+|-----------------------------|-----------|-------------|--------|--------|---------|---------|
+| fetch_and_cache_joke        | api_calls | MAX_RETRIES | RETRY_ | RETRY_ | JOB_    | no      |
+|                             |           | (5)         | BASE_  | MAX_   | TIMEOUT |         |
+|                             |           |             | DELAY  | DELAY  | (300 s) |         |
+|                             |           |             | (2 s)  | (300 s)|         |         |
+| scheduled_fetch_random_joke | default   | 3           | 2 s    | 60 s   | n/a     | yes     |
+| retry_stalled_jobs          | default   | 3           | 5 s    | 60 s   | n/a     | yes     |
+| health_check_task           | default   | 2           | 10 s   | 30 s   | n/a     | yes     |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+import psycopg
+from procrastinate import App, JobContext, PsycopgConnector
+from procrastinate.connector import BaseConnector
+
+from system import db
+from system.jokes import PermanentJokeError, TransientJokeError, fetch_joke
+from system.retry import ExponentialBackoffStrategy
+from system.settings import Settings
+
+logger = logging.getLogger("system.tasks")
+
+FETCH_TASK = "fetch_and_cache_joke"
+SCHEDULED_FETCH_TASK = "scheduled_fetch_random_joke"
+STALLED_TASK = "retry_stalled_jobs"
+HEALTH_TASK = "health_check_task"
+QUEUES = ("api_calls", "default")
+
+#: What makes `fetch_and_cache_joke` retry: an unwell API, the network, a timeout (the
+#: seed's list forgets `TimeoutError`, which `asyncio.timeout` raises) and a database that
+#: went away mid-run. Everything else (4xx, malformed payloads, bugs) fails at once.
+FETCH_RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    TransientJokeError,
+    httpx.TransportError,
+    TimeoutError,
+    *db.DB_ERRORS,
+)
+
+
+def build_app(settings: Settings, connector: BaseConnector | None = None) -> App:
+    """A Procrastinate app with the four tasks registered.
+
+    ``connector`` defaults to an unopened ``PsycopgConnector`` for the configured database;
+    the worker passes a fresh one per session (see ``system.worker``).
+    """
+    app = App(connector=connector or PsycopgConnector(conninfo=settings.procrastinate_database_url))
+    register_tasks(app, settings)
+    return app
+
+
+def register_tasks(app: App, settings: Settings) -> None:
+    """Register the four tasks on ``app`` with retry strategies built from ``settings``."""
+    defects = settings.defects
+    fetch_strategy = ExponentialBackoffStrategy(
+        max_attempts=settings.max_retries,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+        retry_exceptions=FETCH_RETRY_EXCEPTIONS,
+    )
+
+    @app.task(name=FETCH_TASK, queue="api_calls", retry=fetch_strategy, pass_context=True)
+    async def fetch_and_cache_joke(context: JobContext, category: str | None = None) -> str:
+        job = context.job
+        run = job.attempts + 1
+        logger.info("Job %s: Fetching joke (attempt %d/%d)", job.id, run, settings.max_retries)
+        timeout = (
+            contextlib.nullcontext()
+            if "no-timeout" in defects
+            else asyncio.timeout(settings.job_timeout)
+        )
+        last = run >= settings.max_retries
+        try:
+            async with timeout:
+                return await _fetch_and_store(context, settings, category)
+        except (TimeoutError, httpx.TimeoutException):
+            logger.warning(
+                "Job %s: API timeout on attempt %d%s", job.id, run, _then(last, retry=True)
+            )
+            raise
+        except FETCH_RETRY_EXCEPTIONS as exc:
+            logger.warning(
+                "Job %s: attempt %d failed (%s: %s)%s",
+                job.id,
+                run,
+                type(exc).__name__,
+                exc,
+                _then(last, retry=True),
+            )
+            raise
+        except PermanentJokeError as exc:
+            logger.error("Job %s: permanent failure on attempt %d: %s", job.id, run, exc)
+            raise
+
+    @app.task(
+        name=SCHEDULED_FETCH_TASK,
+        queue="default",
+        queueing_lock=SCHEDULED_FETCH_TASK,
+        retry=ExponentialBackoffStrategy(max_attempts=3, base_delay=2.0, max_delay=60.0),
+        pass_context=True,
+    )
+    async def scheduled_fetch_random_joke(context: JobContext) -> str:
+        job = context.job
+        logger.info("Job %s: Fetching joke (attempt %d/3)", job.id, job.attempts + 1)
+        return await _fetch_and_store(context, settings, None)
+
+    @app.task(
+        name=STALLED_TASK,
+        queue="default",
+        queueing_lock=STALLED_TASK,
+        retry=ExponentialBackoffStrategy(max_attempts=3, base_delay=5.0, max_delay=60.0),
+        pass_context=True,
+    )
+    async def retry_stalled_jobs(context: JobContext) -> dict[str, int]:
+        return await recover_stalled_jobs(context.app, settings, own_job_id=context.job.id)
+
+    @app.task(
+        name=HEALTH_TASK,
+        queue="default",
+        queueing_lock=HEALTH_TASK,
+        retry=ExponentialBackoffStrategy(max_attempts=2, base_delay=10.0, max_delay=30.0),
+        pass_context=True,
+    )
+    async def health_check_task(context: JobContext) -> dict[str, Any]:
+        pool = db.pool_of(context.app)
+        async with pool.connection() as conn:
+            workers, age = await db.heartbeat_age(conn)
+            figures = await db.stats(conn)
+        age_text = "none" if age is None else f"{age:.1f}s ago"
+        logger.info(
+            "Health check passed: Database connection OK (workers=%d, freshest heartbeat %s, "
+            "jobs=%s)",
+            workers,
+            age_text,
+            figures["jobs"],
+        )
+        return {"workers": workers, "heartbeat_age": age, **figures}
+
+
+def _then(last: bool, *, retry: bool) -> str:
+    return ", giving up" if last or not retry else ", will retry"
+
+
+async def _fetch_and_store(context: JobContext, settings: Settings, category: str | None) -> str:
+    async with httpx.AsyncClient() as client:
+        row = await fetch_joke(client, settings.api_base_url, category)
+    row["job_id"] = context.job.id
+    await db.store_joke(
+        db.pool_of(context.app), row, plain_insert="plain-insert" in settings.defects
+    )
+    logger.info("Job %s: Successfully cached joke %s", context.job.id, row["joke_id"])
+    return str(row["joke_id"])
+
+
+async def recover_stalled_jobs(
+    app: App, settings: Settings, own_job_id: int | None = None
+) -> dict[str, int]:
+    """Re-queue ``doing`` jobs whose worker has been silent for ``STALLED_JOB_THRESHOLD``.
+
+    Uses Procrastinate's heartbeat-based ``get_stalled_jobs``; each job is re-checked and
+    re-queued in its own transaction, so a job finishing in between is left alone and one
+    failing job does not stop the others. Returns the counts it logs.
+    """
+    threshold = settings.stalled_job_threshold
+    stalled = [
+        job
+        for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=threshold)
+        if job.id != own_job_id
+    ]
+    counts = {"found": len(stalled), "retried": 0, "skipped": 0, "errors": 0}
+    if not stalled:
+        logger.debug("No stalled jobs")
+        return counts
+    logger.warning("Found %d stalled jobs, retrying...", len(stalled))
+    if "no-stall-recovery" in settings.defects:
+        logger.warning("DEFECT no-stall-recovery: leaving %d stalled jobs alone", len(stalled))
+        counts["skipped"] = len(stalled)
+        return counts
+    pool = db.pool_of(app)
+    for job in stalled:
+        assert job.id is not None
+        try:
+            retried = await db.recover_stalled_job(
+                pool,
+                job_id=job.id,
+                attempts=job.attempts,
+                worker_id=job.worker_id,
+                threshold=threshold,
+            )
+        except psycopg.Error as exc:
+            counts["errors"] += 1
+            logger.warning("Could not retry stalled job %s: %s", job.id, exc)
+            continue
+        if retried:
+            counts["retried"] += 1
+            logger.info(
+                "Successfully retried stalled job %s (%s, after attempt %d)",
+                job.id,
+                job.task_name,
+                job.attempts + 1,
+            )
+        else:
+            counts["skipped"] += 1
+            logger.info("Stalled job %s moved on before its retry: left alone", job.id)
+    logger.info(
+        "Stalled job recovery: found %(found)d, retried %(retried)d, skipped %(skipped)d, "
+        "errors %(errors)d",
+        counts,
+    )
+    return counts

@@ -1,0 +1,341 @@
+"""A Procrastinate worker that keeps working: supervision, heartbeat watchdog, schedules.
+
+Procrastinate 3.10 stops its worker when the database goes away and never starts it again
+(see docs and ``shared/notes/procrastinate-3.10.md``). :class:`Supervisor` runs the worker
+in *sessions*: each session opens a fresh connection pool and app, runs Procrastinate's
+``Worker`` and, beside it,
+
+- a **watchdog** that writes the worker's heartbeat every ``WORKER_HEARTBEAT_INTERVAL``
+  (Procrastinate's own heartbeat task dies silently on its first database error, and is
+  cancelled *before* in-flight jobs are awaited on shutdown) and ends the session when a
+  write fails or the LISTEN connection is gone;
+- **schedules** that defer ``retry_stalled_jobs``, ``health_check_task`` and
+  ``scheduled_fetch_random_joke`` every interval with their queueing locks.
+
+When a session ends for any reason but a stop request, the supervisor waits (capped
+exponential backoff, ``DB_RECONNECT_MAX_DELAY``) until the database answers and starts a new
+one. The first SIGTERM/SIGINT stops taking jobs, waits up to ``WORKER_TIMEOUT`` for running
+jobs, re-queues the rest (the retry strategy re-queues ``CancelledError``) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from procrastinate import App, PsycopgConnector
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
+from procrastinate.worker import Worker
+
+from system import db
+from system.durations import format_duration
+from system.settings import Settings
+from system.tasks import HEALTH_TASK, QUEUES, SCHEDULED_FETCH_TASK, STALLED_TASK, build_app
+
+logger = logging.getLogger("system.worker")
+
+AppFactory = Callable[[Settings, PsycopgConnector], App]
+
+#: Failures that end a session and make the supervisor wait for the database.
+SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectorException,
+    psycopg.Error,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+    OSError,
+    TimeoutError,
+)
+
+_FIRST_RECONNECT_DELAY = 0.1
+
+# Scheduling note: Procrastinate's periodic tasks (cron) tick once per second at best, and
+# a failing periodic deferrer stops the whole worker. Compressed-time runs need sub-second
+# intervals, so each session runs one small loop per periodic task instead. Every worker
+# process defers; the tasks' queueing locks (AlreadyEnqueued) keep one queued copy at most.
+_PENDING_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM procrastinate_jobs j
+      LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+     WHERE j.task_name = %(task)s
+       AND (j.status = 'todo'
+            OR (j.status = 'doing'
+                AND w.last_heartbeat >= now() - make_interval(secs => %(threshold)s))))
+"""
+
+
+def default_worker_name() -> str:
+    """``worker-<pid>``: unique among live processes on this machine."""
+    return f"worker-{os.getpid()}"
+
+
+class Supervisor:
+    """Runs Procrastinate's worker for as long as asked, across database outages."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        name: str | None = None,
+        *,
+        app_factory: AppFactory = build_app,
+        schedules: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.name = name or default_worker_name()
+        self.app_factory = app_factory
+        self.schedules = schedules
+        self.sessions = 0
+        self._stop: asyncio.Event | None = None
+        self._worker: Worker | None = None
+        self._announced = False
+
+    # -- control -------------------------------------------------------------------------
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop taking jobs, finish or re-queue running ones, then make :meth:`run` return."""
+        if self._stop is None or self._stop.is_set():
+            return
+        logger.info(
+            "%s: stopping gracefully (running jobs get up to %s, then are re-queued)",
+            reason,
+            format_duration(self.settings.worker_timeout),
+        )
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    # -- main loop -----------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until stopped; return the process exit code (0 after a graceful stop)."""
+        self._stop = asyncio.Event()
+        settings = self.settings
+        if settings.defects:
+            logger.warning(
+                "!!! DELIBERATE DEFECTS ENABLED: %s. This worker is broken on purpose "
+                "(BULLETPROOF_DEFECTS); never run it for real. !!!",
+                ", ".join(sorted(settings.defects)),
+            )
+        supervised = "no-db-supervision" not in settings.defects
+        delay = _FIRST_RECONNECT_DELAY
+        while not self._stop.is_set():
+            sessions_before = self.sessions
+            try:
+                async with asyncio.timeout(settings.connect_timeout_arg + 1.0):
+                    await db.probe(settings)
+                reason = await self._session(supervised)
+            except SESSION_ERRORS as exc:
+                reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            if reason is None or self._stop.is_set():
+                break
+            if not supervised:
+                logger.error("worker stopped (%s); DEFECT no-db-supervision: exiting", reason)
+                return 1
+            if self.sessions > sessions_before:
+                delay = _FIRST_RECONNECT_DELAY  # a session ran: start the backoff afresh
+            logger.warning(
+                "database unavailable (%s): retrying in %s", reason, format_duration(delay)
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+            delay = min(delay * 2, settings.db_reconnect_max_delay)
+        logger.info("worker %s stopped", self.name)
+        return 0
+
+    async def _session(self, supervised: bool) -> str | None:
+        """One pool + app + Procrastinate worker. Returns why it ended (None: stop request)."""
+        settings = self.settings
+        pool = await db.open_worker_pool(settings, self.name)
+        side_tasks: list[asyncio.Task[Any]] = []
+        run_task: asyncio.Task[None] | None = None
+        try:
+            app = self.app_factory(settings, PsycopgConnector())
+            await app.open_async(pool=pool)
+            worker = Worker(
+                app,
+                queues=list(QUEUES),
+                name=self.name,
+                concurrency=settings.worker_concurrency,
+                wait=True,
+                fetch_job_polling_interval=settings.worker_poll_interval,
+                abort_job_polling_interval=max(settings.worker_poll_interval, 1.0),
+                shutdown_graceful_timeout=settings.worker_timeout,
+                listen_notify=True,
+                delete_jobs="never",
+                install_signal_handlers=False,
+                update_heartbeat_interval=settings.worker_heartbeat_interval,
+                # prune only workers whose jobs count as stalled anyway
+                stalled_worker_timeout=settings.stalled_job_threshold,
+            )
+            if self._stop is None or self._stop.is_set():
+                return None
+            self._worker = worker
+            run_task = asyncio.create_task(worker.run(), name=f"procrastinate worker {self.name}")
+            await self._wait_registered(worker, run_task)
+            if self.stopping:
+                worker.stop()  # a stop that came before run() started was cleared by it
+            self.sessions += 1
+            self._announce()
+            waited: set[asyncio.Task[Any]] = {run_task}
+            watchdog: asyncio.Task[str] | None = None
+            if supervised:
+                watchdog = asyncio.create_task(
+                    self._watchdog(app, worker, run_task), name="bulletproof watchdog"
+                )
+                side_tasks.append(watchdog)
+                waited.add(watchdog)
+            if self.schedules:
+                side_tasks.extend(self._start_schedules(app))
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            if run_task.done():
+                exc = run_task.exception()
+                if self.stopping:
+                    if exc is not None:
+                        logger.error("graceful stop ended with an error: %s", _first_line(exc))
+                    return None
+                if exc is not None:
+                    return f"worker failed: {type(exc).__name__}: {_first_line(exc)}"
+                return "Procrastinate's worker stopped by itself (a side task failed)"
+            assert watchdog is not None
+            reason = watchdog.result()
+            await self._end_worker(worker, run_task)
+            return reason
+        finally:
+            self._worker = None
+            for task in side_tasks:
+                task.cancel()
+            if run_task is not None and not run_task.done():
+                run_task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            if run_task is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait({run_task}, timeout=2.0)
+                if run_task.done() and not run_task.cancelled():
+                    run_task.exception()  # retrieved: logged above when it mattered
+            await db.close_pool(pool, timeout=2.0)
+
+    async def _wait_registered(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
+        # Worker.run() registers the worker row first, then starts fetching: `worker_id`
+        # is the only public sign of that, so poll it briefly.
+        while worker.worker_id is None and not run_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if run_task.done():
+            run_task.result()  # raises the start-up error
+            raise ConnectorException("worker stopped during start-up")
+
+    def _announce(self) -> None:
+        if not self._announced:
+            self._announced = True
+            print(f"bulletproof: worker ready name={self.name}", file=sys.stderr, flush=True)
+            logger.info(
+                "worker %s taking jobs on queues %s (concurrency %d)",
+                self.name,
+                ", ".join(QUEUES),
+                self.settings.worker_concurrency,
+            )
+        else:
+            logger.warning("database back: worker resumed name=%s", self.name)
+
+    async def _end_worker(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
+        """Stop a worker whose session is lost; give up waiting after a bounded time."""
+        worker.stop()
+        budget = self.settings.worker_timeout + self.settings.db_pool_timeout + 2.0
+        done, _ = await asyncio.wait({run_task}, timeout=budget)
+        if not done:
+            logger.warning("worker did not stop within %s: cancelling it", format_duration(budget))
+            run_task.cancel()
+            await asyncio.wait({run_task}, timeout=2.0)
+
+    async def _watchdog(self, app: App, worker: Worker, run_task: asyncio.Task[None]) -> str:
+        """Beat the heartbeat; return a reason when the session must be restarted."""
+        settings = self.settings
+        budget = settings.db_pool_timeout + settings.connect_timeout_arg
+        while True:
+            await asyncio.sleep(settings.worker_heartbeat_interval)
+            worker_id = worker.worker_id
+            if worker_id is None or run_task.done():
+                continue
+            try:
+                async with asyncio.timeout(budget):
+                    await app.job_manager.update_heartbeat(worker_id)
+            except SESSION_ERRORS as exc:
+                if self.stopping:
+                    continue
+                return f"heartbeat write failed: {type(exc).__name__}: {_first_line(exc)}"
+            if not self.stopping and not _listener_alive():
+                return "LISTEN connection lost"
+
+    def _start_schedules(self, app: App) -> list[asyncio.Task[None]]:
+        settings = self.settings
+        plan = [
+            (STALLED_TASK, settings.stalled_job_check_interval),
+            (HEALTH_TASK, settings.health_check_interval),
+            (SCHEDULED_FETCH_TASK, settings.scheduled_fetch_interval),
+        ]
+        return [
+            asyncio.create_task(self._schedule(app, task, interval), name=f"schedule {task}")
+            for task, interval in plan
+            if interval is not None
+        ]
+
+    async def _schedule(self, app: App, task_name: str, interval: float) -> None:
+        pool = db.pool_of(app)
+        while not self.stopping:
+            try:
+                async with asyncio.timeout(self.settings.db_pool_timeout + 1.0):
+                    async with pool.connection() as conn:
+                        cur = await conn.execute(
+                            _PENDING_SQL,
+                            {"task": task_name, "threshold": self.settings.stalled_job_threshold},
+                        )
+                        row = await cur.fetchone()
+                    if not (row and row[0]):
+                        await app.configure_task(task_name).defer_async()
+            except AlreadyEnqueued:
+                pass
+            except SESSION_ERRORS as exc:
+                logger.warning("could not defer %s: %s", task_name, _first_line(exc))
+            await asyncio.sleep(interval)
+
+
+def _listener_alive() -> bool:
+    # Procrastinate names its LISTEN task "listener"; when it dies, jobs are only found by
+    # polling and nobody notices. Looking it up by name is the only way from outside.
+    return any(t.get_name() == "listener" and not t.done() for t in asyncio.all_tasks())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def install_stop_signals(on_stop: Callable[[str], None]) -> None:
+    """First SIGTERM/SIGINT calls ``on_stop``; the defaults are restored for the next one."""
+    loop = asyncio.get_running_loop()
+
+    def handler(sig: signal.Signals) -> None:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(s)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        on_stop(f"received {sig.name}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler, sig)
+
+
+async def run_worker(settings: Settings, name: str | None = None) -> int:
+    """``python -m system worker``: supervise until the first SIGTERM/SIGINT."""
+    supervisor = Supervisor(settings, name)
+    install_stop_signals(supervisor.request_stop)
+    return await supervisor.run()
