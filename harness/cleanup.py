@@ -92,8 +92,11 @@ def current_run() -> Run:
         reap_stale()
         run_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         directory = temp_root() / run_id
-        (directory / "pids").mkdir(parents=True)
-        (directory / "owner").write_text(_identity(os.getpid()))
+        # Built under a hidden name and renamed, so no reaper ever sees a run without its owner.
+        building = temp_root() / f".{run_id}"
+        (building / "pids").mkdir(parents=True)
+        (building / "owner").write_text(_identity(os.getpid()))
+        building.rename(directory)
         os.environ[RUN_ENV] = run_id  # inherited by every child, also those we don't spawn
         _current = Run(run_id, directory)
         atexit.register(close_run)
@@ -165,7 +168,7 @@ def reap_stale(root: Path | None = None) -> list[str]:
     if not root.is_dir():
         return reaped
     for directory in sorted(root.iterdir()):
-        if _current is not None and directory == _current.dir:
+        if directory.name.startswith(".") or (_current is not None and directory == _current.dir):
             continue
         try:
             owner = (directory / "owner").read_text()
