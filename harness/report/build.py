@@ -1,0 +1,136 @@
+"""Assemble ``results.json`` and ``index.html`` from ``<reports-dir>/results`` and histories."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.report import claims, render, results, runinfo
+from harness.report.history import History, load_history
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What :func:`build` wrote, and the document it wrote."""
+
+    results_json: Path
+    index_html: Path
+    doc: Json
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are artifacts meant to be shared
+    os.replace(tmp, path)
+
+
+def apply_failures(raw: list[Json], failures: Mapping[str, str]) -> list[Json]:
+    """Fold pytest failures of scenario modules into the raw entries.
+
+    ``failures`` maps a scenario module's name (``worker_crash`` for
+    ``scenarios/test_worker_crash.py``) to pytest's error text. A module with no result gets
+    an entry of its own (verdict unknown, the error); a result that says ``pass`` although
+    its test failed gets the error too (and so becomes unknown).
+    """
+    out = [dict(r) for r in raw]
+    for module, error in sorted(failures.items()):
+        mine = [r for r in out if str(r.get("scenario")).split(results.DEFECT_MARK)[0] == module]
+        if not mine:
+            out.append({"scenario": module, "verdict": "unknown", "error": error})
+        for r in mine:
+            if (
+                r.get("verdict") == "pass"
+                and r.get("expected_verdict") != "fail"
+                and not r.get("error")
+            ):
+                r["error"] = f"the scenario's test failed although its verdict is pass: {error}"
+    out.sort(key=lambda r: str(r.get("scenario")))
+    return out
+
+
+def assemble(
+    reports_dir: Path,
+    run: Mapping[str, Any] | None = None,
+    since: float | None = None,
+    failures: Mapping[str, str] | None = None,
+) -> tuple[Json, dict[str, History | None]]:
+    """The results document plus each scenario's history (``None`` when missing)."""
+    recorded_runs, raw = results.load_results(reports_dir / "results", since)
+    raw = apply_failures(raw, failures or {})
+    base: Json = dict(run or {})
+    if "versions" not in base:
+        base["versions"] = runinfo.local_versions()
+    if "git_commit" not in base:
+        base["git_commit"] = runinfo.git_commit()
+    merged = runinfo.merge_run(base, recorded_runs)
+    doc = results.aggregate(merged, raw)
+    histories: dict[str, History | None] = {}
+    for s in doc["scenarios"]:
+        path = reports_dir / s["history"]
+        histories[s["scenario"]] = load_history(path)
+    versions = doc["run"]["versions"]
+    if versions.get("toxiproxy") is None:
+        flavours = sorted(
+            {str(h.meta["toxiproxy"]) for h in histories.values() if h and h.meta.get("toxiproxy")}
+        )
+        versions["toxiproxy"] = " / ".join(flavours) or None
+    doc["claims"] = claims.evaluate(doc["scenarios"])
+    return doc, histories
+
+
+def build(
+    reports_dir: Path,
+    run: Mapping[str, Any] | None = None,
+    since: float | None = None,
+    failures: Mapping[str, str] | None = None,
+) -> Built:
+    """Write ``results.json`` and ``index.html`` into ``reports_dir``.
+
+    ``run`` carries what the caller knows (seed, backend, profile, times, command); missing
+    values come from the scenarios' own result files and from this machine. ``since`` keeps
+    only result files written at or after that epoch time (the current pytest session);
+    ``failures``: see :func:`apply_failures`.
+    """
+    doc, histories = assemble(reports_dir, run, since, failures)
+    results_json = reports_dir / "results.json"
+    index_html = reports_dir / "index.html"
+    _write_atomic(results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    _write_atomic(index_html, render.render(doc, histories))
+    return Built(results_json, index_html, doc)
+
+
+def summary_lines(built: Built) -> list[str]:
+    """A few terminal lines: overall verdict, failing scenarios, claims, the report's path."""
+    doc = built.doc
+    c = doc["counts"]
+    line = (
+        f"bulletproof: {doc['verdict'].upper()} - {len(doc['scenarios'])} scenario(s): "
+        f"{c['pass']} pass, {c['fail']} fail, {c['unknown']} unknown"
+    )
+    if c["caught"] or c["missed"]:
+        line += f"; defects caught {c['caught']}, missed {c['missed']}"
+    lines = [line]
+    for s in doc["scenarios"]:
+        if s["outcome"] in ("fail", "missed", "unknown"):
+            failed = [v["name"] for v in s["invariants"] if v["status"] != "pass"]
+            why = s["error"] or ", ".join(failed) or "no verdict"
+            lines.append(f"  {s['outcome']:<7} {s['scenario']}: {why.splitlines()[0][:120]}")
+            lines.append(f"          replay: {s['replay']}")
+    statuses = [cl["status"] for cl in doc["claims"]]
+    lines.append(
+        f"  claims: {statuses.count('pass')} proven, {statuses.count('fail')} refuted, "
+        f"{statuses.count('unknown')} undecided, {statuses.count('untested')} untested"
+    )
+    lines.append(f"  report: {built.index_html.resolve()}")
+    lines.append(f"  results: {built.results_json.resolve()}")
+    return lines

@@ -1,0 +1,377 @@
+"""Every guarantee the seed document makes, the scenario + invariant that tests it, and its figure.
+
+A claim with no evidence in a run is reported as ``untested``, never dropped. Scenarios may also
+list claim keys in their result's ``claims``; that adds them as evidence for those claims.
+Mutation scenarios (``X__defect_Y``) are never evidence: their failure is expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.report.results import merge_verdicts
+
+Json = dict[str, Any]
+Figure = Callable[[Mapping[str, Any], Mapping[str, Any] | None], "str | None"]
+
+ALL_LOAD_SCENARIOS = (
+    "worker_crash",
+    "network_cut",
+    "system_restart",
+    "database_drop",
+    "idempotency",
+    "backoff_schedule",
+    "job_timeout",
+    "stalled_recovery",
+    "graceful_shutdown",
+)
+
+
+def _fmt_s(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.2f} s" if abs(value) < 10 else f"{value:.1f} s"
+    return "?"
+
+
+def fig_summary(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """The invariant's own one-line summary."""
+    if verdict is None:
+        return None
+    text = str(verdict.get("summary") or "")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def fig_accounting(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """E.g. ``40 acknowledged: 40 succeeded, 0 failed, 0 lost``."""
+    acc = scenario.get("accounting") or {}
+    if acc.get("acknowledged") is None:
+        return fig_summary(scenario, verdict)
+    text = (
+        f"{acc['acknowledged']} acknowledged: {acc.get('succeeded', '?')} succeeded, "
+        f"{acc.get('failed', '?')} failed explicitly, {acc.get('lost', '?')} lost"
+    )
+    if acc.get("unexpected"):
+        text += f", {acc['unexpected']} unexpected"
+    if acc.get("recovered"):
+        text += f", {acc['recovered']} unknown submissions ran anyway"
+    return text
+
+
+def fig_duplicates(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """Duplicate effects (must be 0) beside duplicate executions (allowed, counted)."""
+    acc = scenario.get("accounting") or {}
+    if acc.get("duplicate_effects") is None:
+        return fig_summary(scenario, verdict)
+    return (
+        f"{acc['duplicate_effects']} duplicate effects; "
+        f"{acc.get('duplicated_executions', '?')} duplicate executions (at-least-once: counted)"
+    )
+
+
+def fig_recovery(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """The slowest recovery against its budget, e.g. ``recovered in 2.4 s, budget 3.5 s``."""
+    recs = [
+        r for r in scenario.get("recoveries") or [] if isinstance(r.get("latency"), int | float)
+    ]
+    if not recs:
+        return fig_summary(scenario, verdict)
+    worst = max(recs, key=lambda r: r["latency"])
+    what = str(worst.get("what") or "job")
+    text = f"{what} recovered in {_fmt_s(worst['latency'])}, budget {_fmt_s(worst.get('budget'))}"
+    if len(recs) > 1:
+        text = f"slowest of {len(recs)}: {text}"
+    return text
+
+
+def fig_backoff(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """How far observed retry delays strayed from the formula."""
+    delays = [
+        d
+        for d in scenario.get("retry_delays") or []
+        if isinstance(d.get("observed"), int | float) and isinstance(d.get("expected"), int | float)
+    ]
+    if not delays:
+        return fig_summary(scenario, verdict)
+    worst = max(delays, key=lambda d: abs(d["observed"] - d["expected"]))
+    dev = worst["observed"] - worst["expected"]
+    return (
+        f"{len(delays)} retry delays; worst {_fmt_s(worst['observed'])} vs "
+        f"{_fmt_s(worst['expected'])} expected ({dev:+.2f} s, tolerance "
+        f"{_fmt_s(worst.get('tolerance'))})"
+    )
+
+
+def fig_backoff_cap(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """The largest delay the formula asked for and the largest one observed."""
+    delays = [d for d in scenario.get("retry_delays") or [] if "expected" in d and "observed" in d]
+    if not delays:
+        return fig_summary(scenario, verdict)
+    top_e = max(float(d["expected"]) for d in delays)
+    top_o = max(float(d["observed"]) for d in delays)
+    return f"largest expected delay {_fmt_s(top_e)}, largest observed {_fmt_s(top_o)}"
+
+
+def fig_retry_window(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str | None:
+    """Per job, the sum of retry delays: the observed retry window against the formula's."""
+    per_job: dict[object, tuple[float, float]] = {}
+    for d in scenario.get("retry_delays") or []:
+        if isinstance(d.get("observed"), int | float) and isinstance(
+            d.get("expected"), int | float
+        ):
+            obs, exp = per_job.get(d.get("job_id"), (0.0, 0.0))
+            per_job[d.get("job_id")] = (obs + d["observed"], exp + d["expected"])
+    if not per_job:
+        return fig_summary(scenario, verdict)
+    obs, exp = max(per_job.values(), key=lambda p: p[1])
+    return f"longest retry window {_fmt_s(obs)} observed, {_fmt_s(exp)} by the formula"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One guarantee, quoted from the seed document, and how it is tested."""
+
+    key: str
+    text: str
+    section: str
+    tests: tuple[tuple[str, str], ...]
+    figure: Figure = fig_summary
+    note: str = ""
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "backoff_formula",
+        "Exponential backoff: delay = min(base_delay × 2^attempts, max_delay); "
+        "attempt 2 after 2 s, 3 after 4 s, 4 after 8 s, 5 after 16 s",
+        "Key features §1",
+        (("backoff_schedule", "retry_schedule"), ("network_cut", "retry_schedule")),
+        fig_backoff,
+    ),
+    Claim(
+        "backoff_cap",
+        "Retry delays are capped at max_delay (300 s)",
+        "Key features §1",
+        (("backoff_schedule", "retry_schedule"),),
+        fig_backoff_cap,
+    ),
+    Claim(
+        "retry_window",
+        "Up to 5 retry attempts; total retry window ~30 seconds",
+        "Guarantee 2",
+        (("backoff_schedule", "retry_schedule"),),
+        fig_retry_window,
+    ),
+    Claim(
+        "max_attempts",
+        "A task runs at most max_attempts (5) times, then fails explicitly",
+        "Task configuration matrix",
+        (("network_cut", "attempt_count"), ("backoff_schedule", "attempt_count")),
+        note="Procrastinate's own RetryStrategy(max_attempts=n) means n+1 runs.",
+    ),
+    Claim(
+        "timeout_cancels",
+        "Tasks exceeding JOB_TIMEOUT are automatically cancelled",
+        "Key features §2",
+        (("job_timeout", "job_timeout"),),
+    ),
+    Claim(
+        "timeout_retries",
+        "A timeout triggers a retry with exponential backoff",
+        "Key features §2",
+        (("job_timeout", "job_timeout"), ("job_timeout", "retry_schedule")),
+        note="The seed's retry_exceptions list omits TimeoutError.",
+    ),
+    Claim(
+        "stalled_recovery",
+        "Stalled jobs ('doing' with a dead worker) are detected and retried automatically",
+        "Key features §3",
+        (("stalled_recovery", "recovery_latency"), ("worker_crash", "recovery_latency")),
+        fig_recovery,
+    ),
+    Claim(
+        "stall_detection_latency",
+        "Maximum stalled-job detection latency: 10 minutes (the check interval)",
+        "Guarantee 1",
+        (("stalled_recovery", "recovery_latency"),),
+        fig_recovery,
+    ),
+    Claim(
+        "no_loss_worker_crash",
+        "No tasks are lost due to worker crashes",
+        "Guarantee 1",
+        (("worker_crash", "queue_accounting"),),
+        fig_accounting,
+    ),
+    Claim(
+        "no_loss_network",
+        "No tasks are lost due to network failures (external API unavailable)",
+        "Guarantee 2",
+        (("network_cut", "queue_accounting"),),
+        fig_accounting,
+    ),
+    Claim(
+        "no_loss_restart",
+        "No tasks are lost due to system restarts; jobs resume on startup",
+        "Guarantee 3",
+        (("system_restart", "queue_accounting"),),
+        fig_accounting,
+    ),
+    Claim(
+        "no_loss_database",
+        "No tasks are lost when the PostgreSQL connection is temporarily lost; "
+        "the worker continues after reconnection",
+        "Guarantee 4",
+        (("database_drop", "queue_accounting"), ("database_drop", "recovery_latency")),
+        fig_accounting,
+        note="Not true of Procrastinate 3.10 out of the box: the worker needs supervision.",
+    ),
+    Claim(
+        "complete_or_fail",
+        "All tasks eventually complete or fail explicitly",
+        "Key features §3, Summary",
+        tuple((s, "queue_accounting") for s in ALL_LOAD_SCENARIOS),
+        fig_accounting,
+    ),
+    Claim(
+        "no_duplicate_effects",
+        "Idempotent operations (INSERT … ON CONFLICT DO UPDATE): no duplicate jokes",
+        "Guarantee 5, Test 5",
+        (("idempotency", "no_duplicate_effects"), ("worker_crash", "no_duplicate_effects")),
+        fig_duplicates,
+    ),
+    Claim(
+        "no_duplicate_execution",
+        "No duplicate task execution",
+        "Guarantee 5",
+        (("idempotency", "no_duplicate_effects"),),
+        fig_duplicates,
+        note="Delivery is at-least-once: runs can repeat. Checked: effects are never duplicated;"
+        " duplicate executions are counted, not hidden.",
+    ),
+    Claim(
+        "queueing_lock_periodic",
+        "Queueing locks prevent duplicate periodic tasks",
+        "Guarantee 5",
+        (),
+    ),
+    Claim(
+        "graceful_shutdown",
+        "Graceful shutdown waits up to WORKER_TIMEOUT for running jobs to complete",
+        "Key features §5",
+        (("graceful_shutdown", "graceful_shutdown"),),
+    ),
+    Claim(
+        "shutdown_stalled_retried",
+        "Jobs still running at shutdown are marked stalled and retried on the next worker start",
+        "Key features §5",
+        (("graceful_shutdown", "queue_accounting"), ("graceful_shutdown", "recovery_latency")),
+        fig_accounting,
+    ),
+    Claim(
+        "health_monitoring",
+        "Health monitoring detects loss of database connectivity",
+        "Key features §6",
+        (("health_monitoring", "health_transitions"), ("database_drop", "health_transitions")),
+    ),
+    Claim(
+        "automatic_recovery",
+        "Zero manual intervention: fully automated recovery",
+        "Summary",
+        (
+            ("worker_crash", "recovery_latency"),
+            ("system_restart", "recovery_latency"),
+            ("database_drop", "recovery_latency"),
+        ),
+        fig_recovery,
+    ),
+    Claim(
+        "listen_notify_latency",
+        "Real-time job notifications with listen_notify (low latency)",
+        "Key features §4",
+        (),
+    ),
+    Claim(
+        "thundering_herd",
+        "Exponential backoff prevents the thundering-herd problem",
+        "Key features §1",
+        (),
+    ),
+    Claim(
+        "traceability",
+        "Full traceability: job history preserved (delete_jobs='never')",
+        "Key features §4, Summary",
+        (),
+    ),
+)
+CLAIMS_BY_KEY = {c.key: c for c in CLAIMS}
+
+
+def _evidence(claim: Claim, scenario: Mapping[str, Any], invariant: str | None) -> Json | None:
+    verdicts = {v["name"]: v for v in scenario.get("invariants") or []}
+    if invariant is not None and invariant in verdicts:
+        v = verdicts[invariant]
+        status, figure = v["status"], claim.figure(scenario, v)
+    elif invariant is None and verdicts:
+        status, figure = scenario["verdict"], claim.figure(scenario, None)
+    elif scenario.get("error"):
+        status, figure = "unknown", f"scenario did not finish: {scenario['error']}"[:200]
+    else:
+        return None
+    return {
+        "scenario": scenario["scenario"],
+        "invariant": invariant,
+        "verdict": status,
+        "figure": figure,
+    }
+
+
+def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
+    """Each claim with its evidence from this run and a merged status (or ``untested``)."""
+    real = {s["scenario"]: s for s in scenarios if s.get("expected_verdict") != "fail"}
+    declared: dict[str, list[str]] = {}
+    for s in real.values():
+        for key in s.get("claims") or []:
+            declared.setdefault(str(key), []).append(s["scenario"])
+    out: list[Json] = []
+    for claim in CLAIMS:
+        evidence: list[Json] = []
+        pairs: list[tuple[str, str | None]] = list(claim.tests)
+        tested_names = {name for name, _ in claim.tests}
+        for name in declared.get(claim.key, []):
+            if name not in tested_names:
+                own: list[str | None] = [inv for _, inv in claim.tests] or [None]
+                pairs.extend((name, inv) for inv in own)
+        for name, inv in pairs:
+            if name in real and (ev := _evidence(claim, real[name], inv)) is not None:
+                evidence.append(ev)
+        tested_by = [f"{n}/{i}" if i else n for n, i in pairs]
+        out.append(_entry(claim.key, claim.text, claim.section, claim.note, evidence, tested_by))
+    for key, names in sorted(declared.items()):
+        if key not in CLAIMS_BY_KEY:
+            evidence = [e for n in names if (e := _evidence(CLAIMS[0], real[n], None))]
+            note = f"claim key {key!r} is not in harness/report/claims.py"
+            out.append(_entry(key, key, "declared by a scenario", note, evidence, names))
+    return out
+
+
+def _entry(
+    key: str,
+    text: str,
+    section: str,
+    note: str,
+    evidence: Iterable[Json],
+    tested_by: Sequence[str],
+) -> Json:
+    evidence = list(evidence)
+    status = merge_verdicts(e["verdict"] for e in evidence) if evidence else "untested"
+    return {
+        "key": key,
+        "text": text,
+        "section": section,
+        "note": note,
+        "status": status,
+        "tested_by": list(tested_by),
+        "evidence": evidence,
+    }

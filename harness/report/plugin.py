@@ -1,0 +1,111 @@
+"""pytest plugin: after any run that included scenarios, write the report.
+
+- Points ``--junitxml`` at ``<reports-dir>/junit.xml`` when scenarios are among the test paths
+  and no junit path was given, so a single ``pytest scenarios/test_x.py`` writes it too.
+- At session end (also when scenarios failed, also for one scenario) builds
+  ``<reports-dir>/results.json`` and ``index.html`` from the result files written during this
+  session, folding in scenarios whose test failed before writing a result.
+- Prints a short summary with the report's path. Does nothing when no scenario ran.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.report.build import Built, build, summary_lines
+
+SCENARIOS_DIR = "scenarios"
+MAX_ERROR = 2000
+
+
+def targets_scenarios(config: pytest.Config) -> bool:
+    """Whether a command-line path is, contains or lies inside ``<rootdir>/scenarios``."""
+    scenarios = (config.rootpath / SCENARIOS_DIR).resolve()
+    base = config.invocation_params.dir
+    for arg in config.args:
+        path = (base / arg.split("::", 1)[0]).resolve()
+        if path == scenarios or scenarios in path.parents or path in scenarios.parents:
+            return True
+    return False
+
+
+def scenario_module(nodeid: str) -> str | None:
+    """``scenarios/test_worker_crash.py::test_x[p]`` -> ``worker_crash``; else ``None``."""
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith(f"{SCENARIOS_DIR}/"):
+        return None
+    return Path(path).stem.removeprefix("test_")
+
+
+class ReportPlugin:
+    """Collects scenario test outcomes and builds the report when the session ends."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.started = time.time()
+        self.ran: set[str] = set()
+        self.failures: dict[str, str] = {}
+        self.built: Built | str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        module = scenario_module(report.nodeid)
+        if module is None:
+            return
+        self.ran.add(module)
+        if report.failed:
+            text = report.longreprtext.strip() or f"{report.when} failed"
+            entry = f"{report.nodeid} ({report.when}): {text[-MAX_ERROR:]}"
+            prior = self.failures.get(module)
+            self.failures[module] = f"{prior}\n\n{entry}" if prior else entry
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.ran:
+            return
+        reports = Path(self.config.getoption("--reports-dir"))
+        try:
+            self.built = build(
+                reports, run=self.run_info(), since=self.started - 0.001, failures=self.failures
+            )
+        except Exception as exc:  # a broken report must not hide the test results themselves
+            self.built = f"bulletproof: could not build the report in {reports}: {exc!r}"
+
+    def run_info(self) -> dict[str, object]:
+        """What this session knows about the run; the rest comes from the result files."""
+        from harness.pytest_plugin import SEED_KEY
+
+        args = [str(a) for a in self.config.invocation_params.args]
+        return {
+            "seed": self.config.stash.get(SEED_KEY, None),
+            "backend": self.config.getoption("--backend"),
+            "profile": self.config.getoption("--profile"),
+            "started_at": self.started,
+            "finished_at": time.time(),
+            "command": shlex.join(["pytest", *args]),
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.built is None:
+            return
+        terminalreporter.write_sep("=", "bulletproof reliability report")
+        if isinstance(self.built, str):
+            terminalreporter.write_line(self.built, red=True)
+            return
+        verdict = self.built.doc["verdict"]
+        colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
+        for n, line in enumerate(summary_lines(self.built)):
+            terminalreporter.write_line(line, **({colour: True} if n == 0 else {}))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # tryfirst: the junitxml plugin reads config.option.xmlpath in its own pytest_configure.
+    if hasattr(config, "workerinput"):
+        return
+    config.pluginmanager.register(ReportPlugin(config), "bulletproof-report")
+    if not getattr(config.option, "xmlpath", None) and targets_scenarios(config):
+        config.option.xmlpath = str(Path(config.getoption("--reports-dir")) / "junit.xml")
