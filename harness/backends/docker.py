@@ -8,7 +8,8 @@
   ``ghcr.io/shopify/toxiproxy:2.12.0``) is present locally (never pulled), its proxies listening
   on published ports and reaching their upstreams by network alias; otherwise the embedded
   Toxiproxy runs on the host in front of the containers' published ports.
-- The system under test runs on the host as managed subprocesses, like the local backend.
+- The system under test runs on the host as managed subprocesses, exactly as in the local
+  backend (the SUT reaches the proxies' published ports on 127.0.0.1).
 
 Every container and the network carry the labels ``bulletproof.run`` (the run id of
 :mod:`harness.cleanup`) and ``bulletproof.owner`` (pid and start time of the owning process), so
@@ -21,11 +22,11 @@ testcontainers' Ryuk reaper is disabled (it needs a registry); the labels do its
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import secrets
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -50,9 +51,9 @@ from harness.backends.base import (
     SystemRole,
     ToxiproxyService,
 )
+from harness.backends.local import LocalBackend, LocalToxiproxy
 from harness.docker.engine import unreachable_reason
 from harness.docker.images import Images
-from harness.processes import ManagedProcess, http_ok, log_line
 from harness.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ TOXIPROXY_PROXY_PORTS = tuple(range(21000, 21008))
 """Container ports published up front for proxies (ports cannot be added to a running one)."""
 MOUNT_ROOT = "/opt/bulletproof"
 REPO_ROOT = Path(harness.__file__).resolve().parent.parent
+HARNESS_MOUNT = {"bind": f"{MOUNT_ROOT}/harness", "mode": "ro"}
 
 
 # --- ownership and leftovers -----------------------------------------------------------------
@@ -213,10 +215,15 @@ class ContainerService(Service):
         return self._log_path
 
     def start(self, *, timeout: float = 60.0) -> float:
-        """Create (first time) or start the container, look its port up, wait until ready."""
-        if self.is_running():
-            raise ServiceError(f"{self.name}: already running")
+        """Create (first time) or start the container, look its port up, wait until ready.
+
+        Already running: only waits until ready (as the local services do).
+        """
         began = time.monotonic()
+        if self.is_running():
+            self._lookup_port()
+            self._wait_ready(timeout=timeout)
+            return time.monotonic() - began
         since = time.time()
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("a") as log:
@@ -492,7 +499,9 @@ class DockerBackend(Backend):
         self._services: list[Service] = []
         self._toxiproxies: list[ToxiproxyService] = []
         self.toxiproxy_in_container = False
-        self._counter = 0
+        self._counter = itertools.count(1)
+        # The SUT runs on the host; the local backend knows how (it starts nothing by itself).
+        self._local = LocalBackend(workdir)
 
     @classmethod
     def check_available(cls) -> None:
@@ -517,8 +526,7 @@ class DockerBackend(Backend):
         }
 
     def _unique(self, stem: str) -> str:
-        self._counter += 1
-        return f"bp-{self.id}-{stem}-{self._counter}"
+        return f"bp-{self.id}-{stem}-{next(self._counter)}"
 
     def image_present(self, image: str) -> bool:
         """Whether ``image`` is in the local image store (never pulls)."""
@@ -662,10 +670,11 @@ class DockerBackend(Backend):
         return proxy
 
     def _host_toxiproxy(self) -> ToxiproxyService:
-        """The documented fallback: the embedded Toxiproxy on the host."""
-        from harness.backends.local import start_host_toxiproxy  # type: ignore[attr-defined,unused-ignore]
+        """The documented fallback: Toxiproxy on the host (as the local backend picks it),
+        its upstreams the containers' published ports (their ``inside`` equals ``outside``)."""
+        from harness.toxiproxy.select import start_toxiproxy
 
-        return start_host_toxiproxy(self.workdir)  # type: ignore[no-any-return,unused-ignore]
+        return LocalToxiproxy(start_toxiproxy())
 
     def _container_toxiproxy(self) -> ContainerToxiproxy:
         name = self._unique("toxiproxy")
@@ -679,6 +688,10 @@ class DockerBackend(Backend):
                 alias=name,
                 ports=ports,
                 command=["-host=0.0.0.0", f"-port={TOXIPROXY_API_PORT}"],
+                # Unused by the real image; lets an image running the embedded Toxiproxy
+                # (``python -m harness.docker.build --toxiproxy-embedded``) import it.
+                environment={"PYTHONPATH": MOUNT_ROOT},
+                volumes={str(REPO_ROOT / "harness"): HARNESS_MOUNT},
             )
 
         service = ContainerService(
@@ -702,7 +715,6 @@ class DockerBackend(Backend):
 
         command = ["python3", "-m", "harness.fakeapi", "--host", "0.0.0.0"]
         command += ["--port", str(FAKEAPI_PORT), "--seed", str(seed)]
-        mount = {"bind": f"{MOUNT_ROOT}/harness", "mode": "ro"}
 
         def create() -> Container:
             return self._run_container(
@@ -713,7 +725,7 @@ class DockerBackend(Backend):
                 command=command,
                 entrypoint=[],
                 environment={"PYTHONPATH": MOUNT_ROOT},
-                volumes={str(REPO_ROOT / "harness"): mount},
+                volumes={str(REPO_ROOT / "harness"): HARNESS_MOUNT},
             )
 
         service = ContainerService(
@@ -729,52 +741,13 @@ class DockerBackend(Backend):
         return service
 
     def run_migrate(self, *, env: Mapping[str, str], log_path: Path, timeout: float = 60.0) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env, **cleanup.child_env()}
-        with log_path.open("ab") as log:
-            try:
-                done = subprocess.run(
-                    [sys.executable, "-m", "system", "migrate"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=full_env,
-                    cwd=REPO_ROOT,
-                    timeout=timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise ServiceError(
-                    f"migrate: not done after {timeout:.0f}s; log {log_path}"
-                ) from None
-        if done.returncode != 0:
-            raise ServiceError(f"migrate: exit code {done.returncode}; log {log_path}")
+        """The SUT runs on the host: exactly as the local backend runs it."""
+        self._local.run_migrate(env=env, log_path=log_path, timeout=timeout)
 
     def system_service(
         self, role: SystemRole, *, name: str, env: Mapping[str, str], log_path: Path
     ) -> Service:
-        argv = [sys.executable, "-m", "system", role]
-        if role == "api":
-            port = free_port()
-            argv += ["--host", "127.0.0.1", "--port", str(port), "--no-worker"]
-            proc = ManagedProcess(
-                name,
-                argv,
-                log_path=log_path,
-                env=env,
-                cwd=REPO_ROOT,
-                ready=http_ok(f"http://127.0.0.1:{port}/health", statuses=(200, 503)),
-                endpoint=Endpoint.same("127.0.0.1", port),
-            )
-        else:
-            argv += ["--name", name]
-            proc = ManagedProcess(
-                name,
-                argv,
-                log_path=log_path,
-                env=env,
-                cwd=REPO_ROOT,
-                ready=log_line(rf"bulletproof: worker ready name={re.escape(name)}\b"),
-            )
-        self._services.append(proc)
-        return proc
+        """A host process as in the local backend; closed with the backend if still running."""
+        service = self._local.system_service(role, name=name, env=env, log_path=log_path)
+        self._services.append(service)
+        return service
