@@ -16,17 +16,31 @@ Images built in parallel; needs root (debootstrap, chroot, mount) and a reachabl
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.docker.engine import unreachable_reason
-from harness.docker.images import FINGERPRINT_ENV, IMAGE_LABEL, MIRROR, SUITE, Recipe, recipes
+from harness.docker.images import (
+    EMBEDDED_TOXIPROXY_ENTRYPOINT,
+    EMBEDDED_TOXIPROXY_IMAGE,
+    FINGERPRINT_ENV,
+    IMAGE_LABEL,
+    MIRROR,
+    SUITE,
+    Images,
+    Recipe,
+    embedded_toxiproxy_dockerfile,
+    recipes,
+)
 
 PYTHON_SITE = "usr/local/lib/python3.11/dist-packages"
 POLICY_RC_D = "#!/bin/sh\n# no service starts while building an image\nexit 101\n"
@@ -208,6 +222,43 @@ def build_image(recipe: Recipe, base: Path, workdir: Path) -> float:
     return time.monotonic() - start
 
 
+def build_embedded_toxiproxy(python_image: str, *, force: bool = False) -> float:
+    """Build :data:`EMBEDDED_TOXIPROXY_IMAGE` (``docker build`` on the local Python image)."""
+    import docker
+
+    start = time.monotonic()
+    client = docker.from_env()
+    try:
+        if not force:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.get(EMBEDDED_TOXIPROXY_IMAGE)
+                log(f"{EMBEDDED_TOXIPROXY_IMAGE} exists; skipping")
+                return 0.0
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, text in (
+                ("Dockerfile", embedded_toxiproxy_dockerfile(python_image)),
+                ("toxiproxy", EMBEDDED_TOXIPROXY_ENTRYPOINT),
+            ):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(data))
+        context.seek(0)
+        try:
+            client.images.build(
+                fileobj=context, custom_context=True, tag=EMBEDDED_TOXIPROXY_IMAGE, rm=True
+            )
+        except docker.errors.BuildError as exc:
+            raise BuildError(f"docker build of {EMBEDDED_TOXIPROXY_IMAGE} failed: {exc}") from None
+    finally:
+        client.close()
+    elapsed = time.monotonic() - start
+    log(f"built {EMBEDDED_TOXIPROXY_IMAGE} in {elapsed:.1f}s")
+    return elapsed
+
+
 def build(*, force: bool = False, only: str | None = None) -> dict[str, float]:
     """Build the missing or outdated images; return seconds per built image."""
     reason = unreachable_reason()
@@ -251,10 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.docker.build", description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--only", choices=("postgres", "python"), help="build one image")
+    parser.add_argument(
+        "--toxiproxy-embedded",
+        action="store_true",
+        help=f"also build {EMBEDDED_TOXIPROXY_IMAGE} (the embedded Toxiproxy in a container)",
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
         build(force=args.force, only=args.only)
+        if args.toxiproxy_embedded:
+            build_embedded_toxiproxy(Images.from_env().python, force=args.force)
     except BuildError as exc:
         print(f"docker-build: {exc}", file=sys.stderr)
         return 1

@@ -171,6 +171,42 @@ def python_recipe(image: str = DEFAULT_PYTHON_IMAGE) -> Recipe:
     )
 
 
+EMBEDDED_TOXIPROXY_IMAGE = "bulletproof/toxiproxy-embedded:latest"
+# Speaks the real image's command line (``-host=H -port=P``) and runs the embedded Toxiproxy
+# from the ``harness`` package the docker backend mounts at /opt/bulletproof.
+EMBEDDED_TOXIPROXY_ENTRYPOINT = """#!/bin/sh
+host=0.0.0.0
+port=8474
+for arg in "$@"; do
+    case "$arg" in
+        -host=*) host="${arg#-host=}" ;;
+        -port=*) port="${arg#-port=}" ;;
+    esac
+done
+exec python3 -m harness.toxiproxy --host "$host" --port "$port"
+"""
+
+
+def embedded_toxiproxy_dockerfile(python_image: str) -> str:
+    """A Dockerfile for a Toxiproxy-compatible image on ``python_image``; its build context holds
+    ``toxiproxy`` (:data:`EMBEDDED_TOXIPROXY_ENTRYPOINT`).
+
+    Lets the docker backend's Toxiproxy-in-a-container path run where the real image is absent.
+    """
+    return "\n".join(
+        [
+            f"FROM {python_image}",
+            "COPY toxiproxy /toxiproxy",
+            "ENV PYTHONPATH=/opt/bulletproof",
+            f"LABEL {IMAGE_LABEL}=toxiproxy-embedded",
+            "EXPOSE 8474",
+            'ENTRYPOINT ["/toxiproxy"]',
+            'CMD ["-host=0.0.0.0"]',
+            "",
+        ]
+    )
+
+
 def recipes(images: Images | None = None) -> list[Recipe]:
     """The recipes for the images in use that carry a default (locally buildable) name."""
     images = images or Images.from_env()
