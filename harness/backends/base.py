@@ -28,8 +28,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from toxiproxy.server import Toxiproxy
     from toxiproxy.proxy import Proxy
+    from toxiproxy.server import Toxiproxy
 
 SystemRole = Literal["api", "worker"]
 """The long-running SUT processes: ``python -m system api --no-worker`` and ``... worker``."""
