@@ -1,3 +1,8 @@
 """Root conftest: loads the harness's pytest plugin for tests and scenarios alike."""
 
-pytest_plugins = ["harness.pytest_plugin", "harness.fixtures", "harness.report.plugin", "harness.scenario"]
+pytest_plugins = [
+    "harness.pytest_plugin",
+    "harness.fixtures",
+    "harness.report.plugin",
+    "harness.scenario",
+]
