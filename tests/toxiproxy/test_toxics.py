@@ -119,6 +119,10 @@ def test_two_latency_toxics_add_up(
     latency_round(client, server, helpers, (200, 0), (0, 0))
 
 
+def _past(due: float) -> Callable[[], bool]:
+    return lambda: time.monotonic() >= due
+
+
 def test_latency_delays_do_not_add_up(
     tp: Toxiproxy, upstream: Any, connect: Connect, helpers: Any
 ) -> None:
@@ -129,12 +133,7 @@ def test_latency_delays_do_not_add_up(
     start = time.monotonic()
     for i in range(5):
         client.sendall(b"%d" % i)
-        wait_for(
-            lambda i=i: time.monotonic() - start >= 0.02 * (i + 1),
-            timeout=1,
-            what="20 ms",
-            interval=0.002,
-        )
+        wait_for(_past(start + 0.02 * (i + 1)), timeout=1, what="the next send", interval=0.002)
     assert helpers.recv_exactly(server, 5) == b"01234"
     assert_about(time.monotonic() - start, 0.100 + 0.08)
 
