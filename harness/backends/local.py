@@ -198,6 +198,8 @@ class LocalBackend(Backend):
                 self._postgres.start()
             return
         self.check_available()
+        # As root the server runs as the postgres user, who must be able to reach its data dir.
+        self.workdir.chmod(0o755)
         server = LocalPostgres(tmp_root=self.workdir)
         self._postgres = LocalPostgresService(server, owned=True)
         try:
