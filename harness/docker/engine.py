@@ -5,8 +5,8 @@ apt-get when ``dockerd`` or ``debootstrap`` is missing, and starts ``/usr/sbin/d
 background (pidfile and log in the state directory) unless an engine is already reachable.
 ``down`` stops only an engine that ``up`` started, then undoes what dockerd leaves behind:
 its iptables rules and chains, ``net.ipv4.ip_forward`` and the ``docker0`` bridge.
-``status`` says whether an engine answers. The state directory is ``/run/bulletproof-docker``
-(environment ``BULLETPROOF_DOCKER_STATE``).
+``status`` says whether an engine answers; ``install`` only installs what is missing.
+The state directory is ``/run/bulletproof-docker`` (environment ``BULLETPROOF_DOCKER_STATE``).
 """
 
 from __future__ import annotations
@@ -289,13 +289,16 @@ def _restore(sdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``up``, ``down`` or ``status``."""
     parser = argparse.ArgumentParser(prog="python -m harness.docker.engine", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "install"))
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.timeout)
     if args.command == "down":
         return down(args.timeout)
+    if args.command == "install":
+        install_if_missing()
+        return 0
     reason = unreachable_reason()
     print("reachable" if reason is None else f"unreachable: {reason}")
     return 0 if reason is None else 1
