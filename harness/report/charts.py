@@ -66,8 +66,26 @@ def to_svg(fig: Figure, chart_id: str, narrow: bool = False) -> str:
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
     # Scale with the page: drop the fixed pt size, keep the viewBox.
     text = re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r"<svg\1", text, count=1)
+    text = _namespace_ids(text, chart_id)
     cls = "chart narrow" if narrow else "chart"
     return text.replace("<svg", f'<svg id="{chart_id}" role="img" class="{cls}"', 1)
+
+
+def _namespace_ids(svg: str, prefix: str) -> str:
+    """Prefix every id (and its ``url(#…)`` / ``href="#…"`` references) with ``prefix``:
+    matplotlib numbers groups ``figure_1``, ``axes_1``… in every SVG, and ids must be unique
+    in the page that inlines them all."""
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+    if not ids:
+        return svg
+
+    def sub(match: re.Match[str]) -> str:
+        head, name, tail = match.group(1), match.group(2), match.group(3)
+        return f"{head}{prefix}-{name}{tail}" if name in ids else match.group(0)
+
+    svg = re.sub(r'(\bid=")([^"]+)(")', sub, svg)
+    svg = re.sub(r"(url\(#)([^)]+)(\))", sub, svg)
+    return re.sub(r'(href="#)([^"]+)(")', sub, svg)
 
 
 def _figure(width: float, height: float) -> Figure:
