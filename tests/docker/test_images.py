@@ -1,0 +1,148 @@
+"""The image builder's pure parts: names, recipes, fingerprints, pins, import instructions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from harness.docker import images
+from harness.docker.images import (
+    DEFAULT_POSTGRES_IMAGE,
+    DEFAULT_PYTHON_IMAGE,
+    DEFAULT_TOXIPROXY_IMAGE,
+    EMBEDDED_TOXIPROXY_ENTRYPOINT,
+    FINGERPRINT_ENV,
+    Images,
+    Recipe,
+    embedded_toxiproxy_dockerfile,
+    pinned_requirements,
+    postgres_recipe,
+    python_recipe,
+    recipes,
+)
+
+
+def test_image_names_default_and_overrides() -> None:
+    assert Images.from_env({}) == Images(
+        DEFAULT_POSTGRES_IMAGE, DEFAULT_PYTHON_IMAGE, DEFAULT_TOXIPROXY_IMAGE
+    )
+    assert DEFAULT_TOXIPROXY_IMAGE == "ghcr.io/shopify/toxiproxy:2.12.0"
+    env = {
+        "BULLETPROOF_POSTGRES_IMAGE": "postgres:16",
+        "BULLETPROOF_PYTHON_IMAGE": "mine/python:1",
+        "BULLETPROOF_TOXIPROXY_IMAGE": "",  # empty means default
+    }
+    assert Images.from_env(env) == Images("postgres:16", "mine/python:1", DEFAULT_TOXIPROXY_IMAGE)
+
+
+def test_only_images_with_default_names_are_built() -> None:
+    keys = [r.key for r in recipes(Images.from_env({}))]
+    assert keys == ["postgres", "python"]
+    overridden = Images.from_env({"BULLETPROOF_POSTGRES_IMAGE": "postgres:16"})
+    assert [r.key for r in recipes(overridden)] == ["python"]
+
+
+def test_fingerprint_is_stable_and_follows_the_recipe() -> None:
+    base = Recipe(key="k", image="i:1", packages=("a", "b"))
+    assert base.fingerprint() == Recipe(key="k", image="i:1", packages=("a", "b")).fingerprint()
+    assert len(base.fingerprint()) == 16
+    changed = [
+        Recipe(key="k", image="i:1", packages=("a", "c")),
+        Recipe(key="k", image="i:1", packages=("a", "b"), pip=("x==1",)),
+        Recipe(key="k", image="i:1", packages=("a", "b"), files={"/f": ("x", 0o644)}),
+        Recipe(key="k", image="i:1", packages=("a", "b"), env={"A": "1"}),
+        Recipe(key="k", image="i:1", packages=("a", "b"), cmd=("x",)),
+    ]
+    prints = {r.fingerprint() for r in changed}
+    assert base.fingerprint() not in prints
+    assert len(prints) == len(changed)
+
+
+def test_import_changes_are_dockerfile_instructions() -> None:
+    recipe = postgres_recipe()
+    changes = recipe.import_changes()
+    assert f"ENV {FINGERPRINT_ENV}={recipe.fingerprint()}" in changes
+    assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in changes
+    assert 'CMD ["postgres"]' in changes
+    assert "EXPOSE 5432" in changes
+    assert "LABEL bulletproof.image=postgres" in changes
+    path = next(c for c in changes if c.startswith("ENV PATH="))
+    assert path.startswith("ENV PATH=/usr/lib/postgresql/15/bin:")
+    # docker import accepts only these instructions (STOPSIGNAL, for one, is refused).
+    allowed = {"ENV", "ENTRYPOINT", "CMD", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME"}
+    assert {c.split()[0] for c in changes} <= allowed
+    # JSON-form ENTRYPOINT/CMD parse as JSON lists.
+    for change in changes:
+        if change.startswith(("ENTRYPOINT", "CMD")):
+            assert isinstance(json.loads(change.split(" ", 1)[1]), list)
+
+
+def test_postgres_recipe_ships_the_entrypoint_and_no_default_cluster() -> None:
+    recipe = postgres_recipe()
+    content, mode = recipe.files["/usr/local/bin/docker-entrypoint.sh"]
+    assert content.startswith("#!/bin/sh")
+    assert "POSTGRES_PASSWORD" in content and "POSTGRES_DB" in content
+    assert mode & stat.S_IXUSR
+    assert (
+        "create_main_cluster = false"
+        in recipe.pre_install["/etc/postgresql-common/createcluster.conf"]
+    )
+
+
+def test_entrypoint_script_is_valid_sh() -> None:
+    done = subprocess.run(["sh", "-n", str(images.ENTRYPOINT_SCRIPT)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_pins_follow_dependencies_skipping_extras_and_foreign_markers() -> None:
+    versions = {"Top": "1.0", "dep_one": "2.0", "Dep.Two": "3.0", "shared": "4.0"}
+    requires = {
+        "Top": ["dep-one>=1", 'Dep.Two ; python_version >= "3"', 'never ; extra == "docs"'],
+        "dep-one": ["shared"],
+        "Dep.Two": ["shared", 'winonly ; sys_platform == "win32"'],
+        "shared": None,
+    }
+
+    def version(name: str) -> str:
+        return next(v for k, v in versions.items() if k.lower().replace("_", "-") == name.lower())
+
+    pins = pinned_requirements(["Top"], version=version, requires=lambda n: requires.get(n, []))
+    assert pins == ("dep-one==2.0", "dep-two==3.0", "shared==4.0", "top==1.0")
+
+
+def test_python_recipe_pins_the_fake_apis_libraries_at_host_versions() -> None:
+    from importlib import metadata
+
+    pins = dict(p.split("==") for p in python_recipe().pip)
+    assert pins["starlette"] == metadata.version("starlette")
+    assert pins["uvicorn"] == metadata.version("uvicorn")
+    assert "h11" in pins  # a dependency of uvicorn, found transitively
+
+
+def test_embedded_toxiproxy_dockerfile_and_flag_translation(tmp_path: Path) -> None:
+    dockerfile = embedded_toxiproxy_dockerfile("base/python:1")
+    assert dockerfile.splitlines()[0] == "FROM base/python:1"
+    assert 'ENTRYPOINT ["/toxiproxy"]' in dockerfile
+    # The entrypoint speaks the real image's flags: run it with a python3 that echoes its argv.
+    script = tmp_path / "toxiproxy"
+    script.write_text(EMBEDDED_TOXIPROXY_ENTRYPOINT)
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["sh", str(script), "-host=10.0.0.1", "-port=9999"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
+    assert out == ["-m", "harness.toxiproxy", "--host", "10.0.0.1", "--port", "9999"]
+    defaults = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert defaults[-4:] == ["--host", "0.0.0.0", "--port", "8474"]
