@@ -168,8 +168,13 @@ class Stack:
         self.postgres.start(timeout=timeout)  # no-op if running (a killed one is brought back)
         self._timed("database", lambda: self.postgres.create_database(self.db_name))
         self._db_created = True
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            # The fake API boots (a Python process) while Toxiproxy starts and migrate runs.
+        migrate_env = {
+            **self.settings.env(),
+            "PROCRASTINATE_DATABASE_URL": self.postgres.dsn(self.db_name, inside=True),
+        }
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            # Three independent boots in parallel (each ~0.3-1 s): the fake API, Toxiproxy, and
+            # migrate (straight to the database: setting up is not under test).
             fake = pool.submit(
                 self._timed,
                 "fakeapi",
@@ -177,18 +182,25 @@ class Stack:
                     seed=self.seed, log_path=self.logs_dir / "fakeapi.log", timeout=timeout
                 ),
             )
-            try:
-                self.toxiproxy = self._timed("toxiproxy", self.backend.start_toxiproxy)
-                self._add_proxy("postgres", self.postgres.endpoint)
-                self.env = self._sut_env()
-                self._timed(
-                    "migrate",
-                    lambda: self.backend.run_migrate(
-                        env=self.env, log_path=self.logs_dir / "migrate.log", timeout=timeout
-                    ),
-                )
-            finally:
-                self.fakeapi_service = fake.result()
+            tox = pool.submit(self._timed, "toxiproxy", self.backend.start_toxiproxy)
+            migrate = pool.submit(
+                self._timed,
+                "migrate",
+                lambda: self.backend.run_migrate(
+                    env=migrate_env, log_path=self.logs_dir / "migrate.log", timeout=timeout
+                ),
+            )
+        # Keep whatever started (close() stops it), then raise the first failure.
+        if fake.exception() is None:
+            self.fakeapi_service = fake.result()
+        if tox.exception() is None:
+            self.toxiproxy = tox.result()
+        for future in (tox, fake, migrate):
+            error = future.exception()
+            if error is not None:
+                raise error
+        assert self.fakeapi_service is not None
+        self._add_proxy("postgres", self.postgres.endpoint)
         assert self.fakeapi_service.endpoint is not None
         self._fakeapi = FakeApiClient(f"http://{self.fakeapi_service.endpoint.outside}")
         self._add_proxy("jokeapi", self.fakeapi_service.endpoint)
