@@ -34,25 +34,29 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def apply_failures(raw: list[Json], failures: Mapping[str, str]) -> list[Json]:
-    """Fold pytest failures of scenario modules into the raw entries.
+def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> list[Json]:
+    """Fold pytest failures of scenario tests into the raw entries.
 
-    ``failures`` maps a scenario module's name (``worker_crash`` for
-    ``scenarios/test_worker_crash.py``) to pytest's error text. A module with no result gets
-    an entry of its own (verdict unknown, the error); a result that says ``pass`` although
-    its test failed gets the error too (and so becomes unknown).
+    ``failures`` maps a test's name without ``test_`` and parameters (by the scenarios'
+    convention, the scenario's name: ``test_worker_crash__defect_x`` -> ``worker_crash__defect_x``)
+    to ``(module, error)``, module being ``worker_crash`` for ``scenarios/test_worker_crash.py``.
+    A failed test whose scenario wrote no result gets an entry of its own (verdict unknown, the
+    error); a result that says ``pass`` although its test failed gets the error (-> unknown).
     """
     out = [dict(r) for r in raw]
-    for module, error in sorted(failures.items()):
-        mine = [r for r in out if str(r.get("scenario")).split(results.DEFECT_MARK)[0] == module]
-        if not mine:
-            out.append({"scenario": module, "verdict": "unknown", "error": error})
+    names = {str(r.get("scenario")) for r in out}
+    for stem, (module, error) in sorted(failures.items()):
+        if stem in names:
+            mine = [r for r in out if r.get("scenario") == stem]
+        elif module in names:
+            mine = [r for r in out if r.get("scenario") == module]
+        else:
+            out.append({"scenario": stem, "verdict": "unknown", "error": error})
+            names.add(stem)
+            continue
         for r in mine:
-            if (
-                r.get("verdict") == "pass"
-                and r.get("expected_verdict") != "fail"
-                and not r.get("error")
-            ):
+            passed = r.get("verdict") == "pass" and r.get("expected_verdict") != "fail"
+            if passed and not r.get("error"):
                 r["error"] = f"the scenario's test failed although its verdict is pass: {error}"
     out.sort(key=lambda r: str(r.get("scenario")))
     return out
@@ -62,7 +66,7 @@ def assemble(
     reports_dir: Path,
     run: Mapping[str, Any] | None = None,
     since: float | None = None,
-    failures: Mapping[str, str] | None = None,
+    failures: Mapping[str, tuple[str, str]] | None = None,
 ) -> tuple[Json, dict[str, History | None]]:
     """The results document plus each scenario's history (``None`` when missing)."""
     recorded_runs, raw = results.load_results(reports_dir / "results", since)
@@ -92,7 +96,7 @@ def build(
     reports_dir: Path,
     run: Mapping[str, Any] | None = None,
     since: float | None = None,
-    failures: Mapping[str, str] | None = None,
+    failures: Mapping[str, tuple[str, str]] | None = None,
 ) -> Built:
     """Write ``results.json`` and ``index.html`` into ``reports_dir``.
 

@@ -33,12 +33,15 @@ def targets_scenarios(config: pytest.Config) -> bool:
     return False
 
 
-def scenario_module(nodeid: str) -> str | None:
-    """``scenarios/test_worker_crash.py::test_x[p]`` -> ``worker_crash``; else ``None``."""
-    path = nodeid.split("::", 1)[0]
+def scenario_test(nodeid: str) -> tuple[str, str] | None:
+    """``scenarios/test_worker_crash.py::test_x[p]`` -> ``("worker_crash", "x")``; ``None``
+    outside ``scenarios/``. By convention a scenario test is named ``test_<scenario>``."""
+    path, _, rest = nodeid.partition("::")
     if not path.startswith(f"{SCENARIOS_DIR}/"):
         return None
-    return Path(path).stem.removeprefix("test_")
+    module = Path(path).stem.removeprefix("test_")
+    test = rest.split("::")[-1].split("[", 1)[0].removeprefix("test_") if rest else module
+    return module, test or module
 
 
 class ReportPlugin:
@@ -48,19 +51,20 @@ class ReportPlugin:
         self.config = config
         self.started = time.time()
         self.ran: set[str] = set()
-        self.failures: dict[str, str] = {}
+        self.failures: dict[str, tuple[str, str]] = {}
         self.built: Built | str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        module = scenario_module(report.nodeid)
-        if module is None:
+        found = scenario_test(report.nodeid)
+        if found is None:
             return
-        self.ran.add(module)
+        module, test = found
+        self.ran.add(report.nodeid)
         if report.failed:
             text = report.longreprtext.strip() or f"{report.when} failed"
             entry = f"{report.nodeid} ({report.when}): {text[-MAX_ERROR:]}"
-            prior = self.failures.get(module)
-            self.failures[module] = f"{prior}\n\n{entry}" if prior else entry
+            prior = self.failures.get(test)
+            self.failures[test] = (module, f"{prior[1]}\n\n{entry}" if prior else entry)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

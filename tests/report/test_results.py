@@ -92,15 +92,29 @@ def test_since_keeps_only_this_sessions_results(tmp_path: Path) -> None:
 
 
 def test_pytest_failures_fold_into_results() -> None:
-    raw = [_scenario("worker_crash", "pass", verdict="pass")]
-    out = apply_failures(raw, {"worker_crash": "boom", "database_drop": "fixture <error>"})
+    raw = [
+        _scenario("worker_crash", "pass", verdict="pass"),
+        _scenario("worker_crash__defect_x", "pass", verdict="pass", expected_verdict="fail"),
+        _scenario("network_cut", "pass", verdict="pass"),
+    ]
+    out = apply_failures(
+        raw,
+        {
+            "worker_crash__defect_x": ("worker_crash", "MISSED the defect"),
+            "database_drop": ("database_drop", "fixture <error>"),
+            "cut_variant": ("network_cut", "assert 1 == 2"),
+        },
+    )
     by = {r["scenario"]: r for r in out}
     assert by["database_drop"] == {
         "scenario": "database_drop",
         "verdict": "unknown",
         "error": "fixture <error>",
     }
-    assert "boom" in by["worker_crash"]["error"]
+    # the mutation's own failure is its "missed" outcome; the sibling scenario is untouched
+    assert "error" not in by["worker_crash__defect_x"] and "error" not in by["worker_crash"]
+    # a test not named after its scenario falls back to the module's scenario
+    assert "assert 1 == 2" in by["network_cut"]["error"]
 
 
 def test_recorded_versions_win_and_disagreements_are_kept() -> None:
