@@ -98,15 +98,21 @@ def timeline_chart(
 ) -> str | None:
     """Fault windows shaded, each job's runs as bars, and throughput underneath.
 
-    Jobs in ``highlight`` (e.g. lost ones) get a red marker and a red label.
+    Jobs in ``highlight`` (e.g. lost ones) get a red marker and a red label. Jobs nobody
+    submitted (the SUT's periodic tasks) are faded and labelled with their task name, and
+    left out of the throughput.
     """
-    runs = history.runs()
+    runs = {job_id: r for job_id, r in history.runs().items() if r}
     submits = history.of_kind("submit")
     faults = history.faults()
     if not runs and not submits and not faults:
         return None
+    ours = {s["job_id"] for s in submits if isinstance(s.get("job_id"), int)} or set(runs)
+    tasks = {j.get("id"): str(j.get("task_name") or "") for j in history.of_kind("job")}
     t0, t_end = history.t0, history.t_end
-    span = max(t_end - t0, 1e-3)
+    first = min((r.start for rs in runs.values() for r in rs), default=t0)
+    left = min(0.0, first - t0)  # the SUT's own jobs may run before the scenario starts
+    span = max(t_end - t0 - left, 1e-3)
     job_ids = sorted(set(runs) | {j for j in highlight if isinstance(j, int)})
     rows = {job_id: i for i, job_id in enumerate(job_ids)}
     height = min(2.6 + 0.14 * len(job_ids), 10.0)
@@ -128,6 +134,7 @@ def timeline_chart(
                     edgecolors="#cf222e" if run.end is None else "none",
                     hatch="///" if run.end is None else None,
                     linewidth=0.6,
+                    alpha=1.0 if job_id in ours else 0.4,
                 )
         for lost_id in highlight:
             if isinstance(lost_id, int) and lost_id in rows:
@@ -158,11 +165,17 @@ def timeline_chart(
         top.set_ylim(-0.8, max(len(job_ids), 1) - 0.2)
         top.invert_yaxis()
         if len(job_ids) <= 30:
-            top.set_yticks(range(len(job_ids)), [str(j) for j in job_ids])
+            names = [
+                str(j) if j in ours else f"{tasks.get(j) or 'job'} {j}".strip() for j in job_ids
+            ]
+            top.set_yticks(range(len(job_ids)), names)
             for label, job_id in zip(top.get_yticklabels(), job_ids, strict=True):
                 if job_id in highlight:
                     label.set_color(FAIL)
                     label.set_fontweight("bold")
+                elif job_id not in ours:
+                    label.set_color(NEUTRAL)
+                    label.set_fontsize(7)
         else:
             top.set_yticks([])
         top.set_ylabel(f"jobs ({len(job_ids)}, by id)")
@@ -180,41 +193,38 @@ def timeline_chart(
                 fontsize=8,
                 frameon=False,
             )
-        _throughput(bottom, history, t0, span)
-        bottom.set_xlim(0, span * 1.01)
+        _throughput(bottom, history, t0, left, span, ours)
+        bottom.set_xlim(left, left + span * 1.01)
         bottom.set_xlabel("seconds since scenario start")
         return to_svg(fig, chart_id)
 
 
-def _throughput(ax: Any, history: History, t0: float, span: float) -> None:
+def _throughput(
+    ax: Any, history: History, t0: float, left: float, span: float, ours: Collection[object]
+) -> None:
     width = max(span / 60, 0.25)
     nbins = max(int(span / width) + 1, 1)
+    events = [e for e in history.of_kind("job_event") if e.get("job_id") in ours]
     series = {
         "submitted": [
             s["t_invoke"] for s in history.of_kind("submit") if _is_num(s.get("t_invoke"))
         ],
         "succeeded": [
-            e["at"]
-            for e in history.of_kind("job_event")
-            if e.get("type") == "succeeded" and _is_num(e.get("at"))
+            e["at"] for e in events if e.get("type") == "succeeded" and _is_num(e.get("at"))
         ],
-        "failed": [
-            e["at"]
-            for e in history.of_kind("job_event")
-            if e.get("type") == "failed" and _is_num(e.get("at"))
-        ],
+        "failed": [e["at"] for e in events if e.get("type") == "failed" and _is_num(e.get("at"))],
     }
     colours = {"submitted": "#0969da", "succeeded": PASS, "failed": FAIL}
-    edges = [i * width for i in range(nbins + 1)]
+    edges = [left + i * width for i in range(nbins + 1)]
     for name, times in series.items():
         if not times:
             continue
         counts = [0] * nbins
         for t in times:
-            counts[min(max(int((t - t0) / width), 0), nbins - 1)] += 1
+            counts[min(max(int((t - t0 - left) / width), 0), nbins - 1)] += 1
         rates = [c / width for c in counts]
         ax.stairs(rates, edges, color=colours[name], label=f"{name}/s", linewidth=1.2)
-    ax.set_ylabel("jobs/s")
+    ax.set_ylabel("submitted jobs/s")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 

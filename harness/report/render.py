@@ -47,7 +47,7 @@ nav{font-size:13px;margin:10px 0}nav a{margin-right:12px}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
 th,td{border:1px solid var(--line);padding:5px 9px;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;border-radius:999px;padding:1px 10px;font-weight:700;font-size:12px;
 white-space:nowrap;border:1px solid}
 .pass{color:var(--pass)}.badge.pass,td.pass{background:var(--pass-bg);border-color:var(--pass)}
@@ -357,9 +357,11 @@ def _trails(s: Mapping[str, Any], history: History | None) -> str:
                 if rows
                 else '<p class="note">No record mentions this job.</p>'
             )
+        # Lost and unexpected jobs are the point: open. Duplicates (allowed) fold away.
+        is_open = " open" if why != "duplicated" else ""
         out.append(
-            f'<div class="trail" id="{anchor}"><b>job {e(job_id)}</b> '
-            f'<span class="bad">({e(why)})</span>{body}</div>'
+            f'<details class="trail" id="{anchor}"{is_open}><summary><b>job {e(job_id)}</b> '
+            f'<span class="bad">({e(why)})</span></summary>{body}</details>'
         )
     return "".join(out)
 
