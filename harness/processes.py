@@ -43,13 +43,19 @@ def log_line(pattern: str) -> ReadyCheck:
     return check
 
 
-def http_ok(url: str | Callable[[], str], statuses: Sequence[int] = (200,)) -> ReadyCheck:
-    """Ready once ``GET url`` answers with one of ``statuses`` (connection errors mean not yet)."""
+def http_ok(
+    url: str | Callable[[], str], statuses: Sequence[int] = (200,), *, probe_timeout: float = 5.0
+) -> ReadyCheck:
+    """Ready once ``GET url`` answers with one of ``statuses`` (connection errors mean not yet).
+
+    ``probe_timeout`` bounds one probe: generous, since a slow answer (e.g. a health check
+    behind a latency toxic) is still an answer.
+    """
 
     def check(proc: ManagedProcess) -> bool:
         target = url() if callable(url) else url
         try:
-            response = httpx.get(target, timeout=1.0)
+            response = httpx.get(target, timeout=probe_timeout)
         except httpx.HTTPError:
             return False
         return response.status_code in statuses
