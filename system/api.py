@@ -29,7 +29,7 @@ logger = logging.getLogger("system.api")
 #: What "the database is not answering" looks like from here.
 _DOWN: tuple[type[BaseException], ...] = (*db.DB_ERRORS, TimeoutError, ConnectorException)
 
-#: Heartbeats older than this many intervals make /health answer 503.
+#: Heartbeats older than this many intervals (and than one interval + 1 s) make /health 503.
 HEARTBEAT_FRESHNESS = 3
 
 
@@ -97,7 +97,9 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
 
     @api.get("/health")
     async def health() -> JSONResponse:
-        limit = round(HEARTBEAT_FRESHNESS * settings.worker_heartbeat_interval, 3)
+        hb = settings.worker_heartbeat_interval
+        # a few intervals, and at least one second over one interval (scheduling noise)
+        limit = round(max(HEARTBEAT_FRESHNESS * hb, hb + 1.0), 3)
         try:
             async with asyncio.timeout(timeout), db.pool_of(procrastinate_app).connection() as conn:
                 workers, age = await db.heartbeat_age(conn)
