@@ -1,10 +1,11 @@
-"""``python -m harness.toxiproxy [--host 127.0.0.1] [--port 8474] [--seed N]``
+"""``python -m harness.toxiproxy [--host 127.0.0.1] [--port 8474] [--seed N] [--loop auto]``
 
 Prints exactly one line ``toxiproxy: API listening on http://HOST:PORT`` on stdout once the API
 listens (HOST:PORT is the bound address, so ``--port 0`` shows the port picked). SIGTERM or SIGINT
 closes every listener and connection and exits 0. A bad argument prints one line on stderr and
 exits 2; an address that cannot be bound prints one line and exits 1. Logs go to stderr
-(``TOXIPROXY_LOG_LEVEL``, default ``WARNING``).
+(``TOXIPROXY_LOG_LEVEL``, default ``WARNING``). ``--loop auto`` (the default) runs on uvloop when
+it is installed (optional: it makes the proxy cheaper per packet), else on asyncio's own loop.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from harness.toxiproxy.proxy import ApiError
 from harness.toxiproxy.server import ToxiproxyServer
 
-USAGE = "usage: python -m harness.toxiproxy [--host HOST] [--port PORT] [--seed N]"
+USAGE = "usage: python -m harness.toxiproxy [--host HOST] [--port PORT] [--seed N] [--loop L]"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,7 +49,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address the API binds (127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8474, help="API port; 0 picks a free one")
     parser.add_argument("--seed", type=_seed, default=None, help="seed for toxicity and jitter")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop if installed (auto), or force one",
+    )
     return parser.parse_args(argv)
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The uvloop event loop factory if chosen (or ``auto`` and installed), else ``None``."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            print(f"toxiproxy: --loop uvloop: uvloop is not installed ({USAGE})", file=sys.stderr)
+            raise SystemExit(2) from None
+        return None
+    return uvloop.new_event_loop
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -77,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s toxiproxy %(levelname)s %(message)s",
     )
-    return asyncio.run(serve(args))
+    factory = loop_factory(args.loop)
+    if factory is None:
+        return asyncio.run(serve(args))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve(args))
 
 
 if __name__ == "__main__":
