@@ -24,6 +24,7 @@ from harness.toxiproxy.proxy import (
     ERR_MISSING_FIELD,
     ERR_PROXY_ALREADY_EXISTS,
     ERR_PROXY_NOT_FOUND,
+    ERR_TOXIC_NOT_FOUND,
     ApiError,
     Proxy,
     bind_listener,
@@ -149,7 +150,8 @@ class Api:
 
     # -- proxies -------------------------------------------------------------------------------
     async def proxy_index(self, request: Request) -> Response:
-        return json_response(200, {name: p.to_json() for name, p in self.proxies.items()})
+        # Go marshals a map with its keys sorted.
+        return json_response(200, {n: self.proxies[n].to_json() for n in sorted(self.proxies)})
 
     async def proxy_create(self, request: Request) -> Response:
         try:
@@ -274,7 +276,7 @@ class Api:
     async def toxic_show(self, request: Request, proxy: str, toxic: str) -> Response:
         wrapper = self._get(proxy).find_toxic(toxic)
         if wrapper is None:
-            raise ApiError("toxic not found", 404)
+            raise ERR_TOXIC_NOT_FOUND
         return json_response(200, toxic_json(wrapper))
 
     async def toxic_update(self, request: Request, proxy: str, toxic: str) -> Response:

@@ -46,6 +46,7 @@ class Side(asyncio.Protocol):
         self.paused_reasons: set[str] = set()
         self.write_paused = False
         self.lost = False
+        self.conn: Connection | None = None
         self._early: list[bytes] = []
         self._early_eof = False
 
@@ -82,6 +83,8 @@ class Side(asyncio.Protocol):
             self._early_eof = True
         if self.writes is not None:
             self.writes.dest_lost()
+        if self.conn is not None:
+            self.conn.side_lost()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -335,6 +338,7 @@ class Connection:
         self.down = Link(self, DOWNSTREAM, upstream, client)
         self._done = 0
         self.closed = False
+        client.conn = upstream.conn = self
 
     def start(self, up_chain: list[ToxicWrapper], down_chain: list[ToxicWrapper]) -> None:
         for chain in (up_chain, down_chain):
@@ -351,7 +355,15 @@ class Connection:
 
     def link_done(self) -> None:
         self._done += 1
-        if self._done >= 2:
+        if self._done >= 2 and not self.closed:
+            self.closed = True
+            self.proxy.connection_closed(self)
+            self.up.cancel()
+            self.down.cancel()
+
+    def side_lost(self) -> None:
+        """Both sockets are gone: nothing can be delivered any more, stop every task."""
+        if self.client.lost and self.upstream.lost and not self.closed:
             self.closed = True
             self.proxy.connection_closed(self)
             self.up.cancel()

@@ -107,10 +107,13 @@ def test_create_rewrites_listen_and_lists(tp: Toxiproxy, api: httpx.Client, echo
     }
 
 
-def test_create_answers_201(api: httpx.Client) -> None:
-    response = create(api, name="a", upstream="127.0.0.1:1")
-    assert response.status_code == 201
-    assert response.json()["enabled"] is True
+def test_create_answers_201_and_index_is_sorted(api: httpx.Client) -> None:
+    for name in ("b", "c", "a"):
+        response = create(api, name=name, upstream="127.0.0.1:1")
+        assert response.status_code == 201
+        assert response.json()["enabled"] is True
+    text = api.get("/proxies").text
+    assert text.index('"a":') < text.index('"b":') < text.index('"c":')  # Go sorts map keys
 
 
 def test_create_twice_is_409(tp: Toxiproxy, api: httpx.Client) -> None:

@@ -245,6 +245,23 @@ def test_toxicity_zero_passes_and_one_applies(
     assert client2.recv(10) == b""
 
 
+def test_toxicity_is_drawn_per_connection(tp: Toxiproxy, echo: Any, connect: Connect) -> None:
+    """With toxicity 0.5 some connections are blackholed and others pass (seeded draws)."""
+    proxy = proxied(tp, echo)
+    proxy.add_toxic(type="timeout", stream="upstream", toxicity=0.5, attributes={"timeout": 0})
+    clients = [connect(proxy) for _ in range(24)]
+    for sock in clients:
+        sock.sendall(b"?")
+    answered: set[socket.socket] = set()
+    deadline = time.monotonic() + 0.5
+    while len(answered) < len(clients) and (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([c for c in clients if c not in answered], [], [], left)
+        for sock in readable:
+            assert sock.recv(1) == b"?"
+            answered.add(sock)
+    assert 0 < len(answered) < len(clients), f"{len(answered)} of {len(clients)} passed"
+
+
 @pytest.mark.parametrize("stream", ["upstream", "downstream"])
 def test_reset_peer_gives_econnreset_then_eof(
     tp: Toxiproxy, upstream: Any, connect: Connect, stream: str
