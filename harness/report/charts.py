@@ -113,15 +113,22 @@ def timeline_chart(
     first = min((r.start for rs in runs.values() for r in rs), default=t0)
     left = min(0.0, first - t0)  # the SUT's own jobs may run before the scenario starts
     span = max(t_end - t0 - left, 1e-3)
-    job_ids = sorted(set(runs) | {j for j in highlight if isinstance(j, int)})
-    rows = {job_id: i for i, job_id in enumerate(job_ids)}
+
+    # One row per submitted job (by id); the SUT's own jobs share one row per task name.
+    def row_key(job_id: int) -> object:
+        return job_id if job_id in ours else f"{tasks.get(job_id) or 'other jobs'}"
+
+    own = sorted({j for j in runs if j in ours} | {j for j in highlight if isinstance(j, int)})
+    periodic = sorted({str(row_key(j)) for j in runs if j not in ours})
+    job_ids: list[object] = [*own, *periodic]
+    rows = {key: i for i, key in enumerate(job_ids)}
     height = min(2.6 + 0.14 * len(job_ids), 10.0)
     with _rc():
         fig = _figure(11, height + 1.6)
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[height, 1.6])
         seen: set[str] = set()
         for job_id, job_runs in runs.items():
-            y = rows[job_id]
+            y = rows[row_key(job_id)]
             for run in job_runs:
                 end = run.end if run.end is not None else t_end
                 outcome = run.outcome if run.outcome in OUTCOME_COLOURS else "open"
@@ -165,20 +172,17 @@ def timeline_chart(
         top.set_ylim(-0.8, max(len(job_ids), 1) - 0.2)
         top.invert_yaxis()
         if len(job_ids) <= 30:
-            names = [
-                str(j) if j in ours else f"{tasks.get(j) or 'job'} {j}".strip() for j in job_ids
-            ]
-            top.set_yticks(range(len(job_ids)), names)
-            for label, job_id in zip(top.get_yticklabels(), job_ids, strict=True):
-                if job_id in highlight:
+            top.set_yticks(range(len(job_ids)), [str(k) for k in job_ids])
+            for label, key in zip(top.get_yticklabels(), job_ids, strict=True):
+                if key in highlight:
                     label.set_color(FAIL)
                     label.set_fontweight("bold")
-                elif job_id not in ours:
+                elif isinstance(key, str):
                     label.set_color(NEUTRAL)
                     label.set_fontsize(7)
         else:
             top.set_yticks([])
-        top.set_ylabel(f"jobs ({len(job_ids)}, by id)")
+        top.set_ylabel(f"submitted jobs ({len(own)}, by id)" if own else "jobs")
         handles: list[Any] = [
             Patch(facecolor=OUTCOME_COLOURS[k], label=OUTCOME_LABELS[k])
             for k in OUTCOME_LABELS
