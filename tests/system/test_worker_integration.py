@@ -69,9 +69,8 @@ def test_failing_upstream_runs_max_attempts_at_backoff_spacing_then_fails(
 
 
 def test_timeout_is_retried(sut: Sut, jokeapi: FakeApiClient) -> None:
-    sut.overrides["JOB_TIMEOUT"] = "500ms"
     sut.migrate()
-    jokeapi.slow(3.0, count=1)
+    jokeapi.slow(4.0, count=1)
     worker = sut.worker("w1")
     [job_id] = sut.defer()
     sut.wait_status([job_id], {"succeeded"}, timeout=15)
@@ -80,7 +79,8 @@ def test_timeout_is_retried(sut: Sut, jokeapi: FakeApiClient) -> None:
     events = sut.events(job_id)
     first_start = starts(events)[0]
     retried = next(t for kind, t in events if kind == "deferred_for_retry")
-    assert 0.5 - 0.05 <= retried - first_start <= 0.5 + SLACK
+    timeout = sut.setting("job_timeout")
+    assert timeout - 0.05 <= retried - first_start <= timeout + SLACK
     assert f"Job {job_id}: API timeout on attempt 1" in worker.output()
 
 
