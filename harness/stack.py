@@ -18,14 +18,18 @@ import contextlib
 import itertools
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from toxiproxy.api import APIConsumer
+from toxiproxy.proxy import Proxy
 
 from harness.backends.base import (
     Backend,
@@ -38,10 +42,50 @@ from harness.backends.base import (
 from harness.fakeapi.client import FakeApiClient
 from harness.profiles import Profile
 
-if TYPE_CHECKING:
-    from toxiproxy.proxy import Proxy
-
 _db_counter = itertools.count(1)
+_consumer_lock = threading.RLock()
+
+
+class PinnedProxy(Proxy):
+    """A toxiproxy-python ``Proxy`` that always talks to its own Toxiproxy.
+
+    toxiproxy-python keeps the server's address in class attributes of ``APIConsumer``; with
+    two stacks alive (``stack_factory``), a plain ``Proxy`` would silently drive whichever
+    server was configured last. Each call here points the client at this proxy's server first.
+    """
+
+    def __init__(self, proxy: Proxy, api_url: str) -> None:
+        super().__init__(
+            name=proxy.name, upstream=proxy.upstream, enabled=proxy.enabled, listen=proxy.listen
+        )
+        parts = urlsplit(api_url)
+        self._api = (parts.hostname or "127.0.0.1", parts.port or 8474)
+
+    def _pinned(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with _consumer_lock:
+            APIConsumer.host, APIConsumer.port = self._api
+            return method(*args, **kwargs)
+
+    def toxics(self) -> Any:
+        return self._pinned(super().toxics)
+
+    def get_toxic(self, toxic_name: str) -> Any:
+        return self._pinned(super().get_toxic, toxic_name)
+
+    def add_toxic(self, **kwargs: Any) -> Any:
+        return self._pinned(super().add_toxic, **kwargs)
+
+    def destroy_toxic(self, toxic_name: str) -> Any:
+        return self._pinned(super().destroy_toxic, toxic_name)
+
+    def destroy(self) -> Any:
+        return self._pinned(super().destroy)
+
+    def disable(self) -> Any:
+        return self._pinned(super().disable)
+
+    def enable(self) -> Any:
+        return self._pinned(super().enable)
 
 
 def _slug(text: str, limit: int = 30) -> str:
@@ -49,7 +93,14 @@ def _slug(text: str, limit: int = 30) -> str:
 
 
 def with_host_port(dsn: str, endpoint: Endpoint) -> str:
-    """``dsn`` pointed at ``endpoint.inside`` (how the SUT reaches it)."""
+    """``dsn`` pointed at ``endpoint.inside`` (how the SUT reaches it); URLs stay URLs."""
+    host, port = endpoint.inside.host, endpoint.inside.port
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(dsn)
+        userinfo = parts.netloc.rpartition("@")[0]
+        shown = f"[{host}]" if ":" in host else host
+        netloc = f"{userinfo}@{shown}:{port}" if userinfo else f"{shown}:{port}"
+        return urlunsplit(parts._replace(netloc=netloc))
     params = conninfo_to_dict(dsn)
     params["host"] = endpoint.inside.host
     params["port"] = str(endpoint.inside.port)
@@ -219,7 +270,7 @@ class Stack:
         if upstream is None or self.toxiproxy is None:
             raise ServiceError(f"cannot proxy {name}: no address")
         proxy, listen = self.toxiproxy.create_proxy(name, upstream)
-        self.proxies[name] = proxy
+        self.proxies[name] = PinnedProxy(proxy, self.toxiproxy.api_url)
         self.proxy_endpoints[name] = listen
 
     def _sut_env(self) -> dict[str, str]:

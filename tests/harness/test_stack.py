@@ -61,7 +61,7 @@ def test_stack_is_wired_through_both_proxies(stack: Stack) -> None:
     assert httpx.get(f"{stack.api_url}/health", timeout=5).status_code == 200
     pg_listen = stack.proxy_endpoints["postgres"].inside
     api_listen = stack.proxy_endpoints["jokeapi"].inside
-    assert f"port={pg_listen.port}" in stack.env["PROCRASTINATE_DATABASE_URL"]
+    assert f"127.0.0.1:{pg_listen.port}/" in stack.env["PROCRASTINATE_DATABASE_URL"]
     assert stack.env["API_BASE_URL"] == f"http://{api_listen}"
     pg = stack.postgres.endpoint
     assert pg is not None
@@ -201,3 +201,17 @@ def test_close_leaves_nothing_running(stack_factory: Any) -> None:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,))
         assert found.fetchone() is None
     built.close()  # idempotent
+
+
+def test_two_live_stacks_drive_their_own_proxies(stack_factory: Any) -> None:
+    first: Stack = stack_factory(workers=0, api=False)
+    second: Stack = stack_factory(workers=0, api=False)
+    assert first.toxiproxy is not None and second.toxiproxy is not None
+    assert first.toxiproxy.api_url != second.toxiproxy.api_url
+    first.proxies["jokeapi"].disable()  # second was configured last: must not be the target
+    assert _refused(first.proxy_endpoints["jokeapi"].outside)
+    assert not _refused(second.proxy_endpoints["jokeapi"].outside)
+    second.proxies["jokeapi"].disable()
+    first.proxies["jokeapi"].enable()
+    assert not _refused(first.proxy_endpoints["jokeapi"].outside)
+    assert _refused(second.proxy_endpoints["jokeapi"].outside)
