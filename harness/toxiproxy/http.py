@@ -68,7 +68,7 @@ class HttpServer:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         try:
             while True:
-                request = await self._read_request(conn, reader)
+                request = await self._read_request(conn, reader, writer)
                 if request is None:
                     break
                 try:
@@ -94,15 +94,15 @@ class HttpServer:
             writer.transport.close()
 
     async def _read_request(
-        self, conn: h11.Connection, reader: asyncio.StreamReader
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Request | None:
         request: h11.Request | None = None
         body = bytearray()
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                if conn.they_are_waiting_for_100_continue:
-                    pass
+                if conn.they_are_waiting_for_100_continue:  # curl, for bodies over 1 KiB
+                    writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
                 data = await reader.read(65536)
                 conn.receive_data(data)
                 continue

@@ -28,9 +28,10 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -183,21 +184,30 @@ def _free_port(host: str) -> int:
 
 
 def start_binary(
-    *, host: str = "127.0.0.1", binary: str = BINARY, timeout: float = 10.0
+    *,
+    host: str = "127.0.0.1",
+    binary: str = BINARY,
+    seed: int | None = None,
+    log_path: Path | None = None,
+    timeout: float = 10.0,
 ) -> ToxiproxyHandle:
     """Start ``toxiproxy-server`` on a free port and wait until ``/version`` answers."""
     path = shutil.which(binary)
     if path is None:
         raise ToxiproxyError(f"toxiproxy: {binary} is not on PATH")
     port = _free_port(host)
-    proc = subprocess.Popen(
-        [path, "-host", host, "-port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_child_env(),
-        start_new_session=True,
-    )
+    argv = [path, "-host", host, "-port", str(port)]
+    if seed is not None:
+        argv += ["-seed", str(seed)]
+    with _log_file(log_path) as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log if log is not None else subprocess.DEVNULL,
+            stderr=log if log is not None else subprocess.DEVNULL,
+            env=_child_env(),
+            start_new_session=True,
+        )
     url = f"http://{host}:{port}"
     handle = ToxiproxyHandle(url=url, flavour="binary", version="", process=proc)
 
@@ -217,21 +227,30 @@ def start_binary(
 
 
 def start_embedded(
-    *, host: str = "127.0.0.1", seed: int | None = None, timeout: float = 15.0
+    *,
+    host: str = "127.0.0.1",
+    seed: int | None = None,
+    log_path: Path | None = None,
+    timeout: float = 15.0,
 ) -> ToxiproxyHandle:
-    """Run ``python -m harness.toxiproxy --port 0`` and wait for its ready line."""
+    """Run ``python -m harness.toxiproxy --port 0`` and wait for its ready line.
+
+    ``seed`` seeds toxicity draws and jitter; its log (stderr) is appended to ``log_path``, or
+    goes to our own stderr when ``None``.
+    """
     argv = [sys.executable, "-m", "harness.toxiproxy", "--host", host, "--port", "0"]
     if seed is not None:
         argv += ["--seed", str(seed)]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=None,  # warnings go to our stderr
-        env=_child_env(),
-        cwd=str(_REPO_ROOT),
-        start_new_session=True,  # a Ctrl-C in the terminal goes to the harness, not to it
-    )
+    with _log_file(log_path) as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,  # None: warnings go to our stderr
+            env=_child_env(),
+            cwd=str(_REPO_ROOT),
+            start_new_session=True,  # a Ctrl-C in the terminal goes to the harness, not to it
+        )
     try:
         line = _read_line(proc, timeout)
     except BaseException:
@@ -250,6 +269,16 @@ def start_embedded(
         handle.close()
         raise ToxiproxyError(f"toxiproxy: embedded server at {url} did not answer: {exc}") from None
     return handle
+
+
+@contextlib.contextmanager
+def _log_file(path: Path | None) -> Iterator[BinaryIO | None]:
+    if path is None:
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as log:
+        yield log
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -276,14 +305,19 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return buf.split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
-def start_toxiproxy(*, host: str = "127.0.0.1") -> ToxiproxyHandle:
-    """External (``TOXIPROXY_URL``), else ``toxiproxy-server`` on PATH, else embedded."""
+def start_toxiproxy(
+    *, host: str = "127.0.0.1", seed: int | None = None, log_path: Path | None = None
+) -> ToxiproxyHandle:
+    """External (``TOXIPROXY_URL``), else ``toxiproxy-server`` on PATH, else embedded.
+
+    ``seed`` and ``log_path`` apply to a server this call starts (not to an external one).
+    """
     url = os.environ.get(URL_ENV)
     if url:
         return connect_external(url)
     if shutil.which(BINARY):
-        return start_binary(host=host)
-    return start_embedded(host=host)
+        return start_binary(host=host, seed=seed, log_path=log_path)
+    return start_embedded(host=host, seed=seed, log_path=log_path)
 
 
 def client_for(handle: ToxiproxyHandle) -> Toxiproxy:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +22,7 @@ from harness.toxiproxy.select import (
     start_embedded,
     start_toxiproxy,
 )
+from harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,3 +142,43 @@ def test_unreachable_external_url_is_one_clear_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TOXIPROXY_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(ToxiproxyError, match="TOXIPROXY_URL"):
         start_toxiproxy()
+
+
+def test_log_path_collects_the_server_log(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "toxiproxy.log"
+    with start_embedded(log_path=log, seed=7) as handle:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        proxy = client_for(handle).create(upstream=f"127.0.0.1:{dead}", name="dead")
+        host, port = proxy.listen.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as client:
+            assert client.recv(10) == b""
+        wait_for(lambda: "cannot reach upstream" in log.read_text(), timeout=5, what="the warning")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_with_expect_100_continue(toxiproxy_handle: ToxiproxyHandle, tp: object) -> None:
+    """curl sends ``Expect: 100-continue`` for bodies over 1 KiB and waits 1 s without a 100."""
+    body = json.dumps({"name": "c" * 1500, "upstream": "127.0.0.1:1", "listen": "127.0.0.1:0"})
+    start = time.monotonic()
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            body,
+            f"{toxiproxy_handle.url}/proxies",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 0, result.stderr
+    text, code = result.stdout.rsplit("\n", 1)
+    assert code == "201" and json.loads(text)["name"] == "c" * 1500
+    assert time.monotonic() - start < 0.9
