@@ -422,3 +422,9 @@ def test_client_populate_and_destroy_all(tp: Toxiproxy, echo: Any) -> None:
     assert [p.name for p in made] == ["x"]
     tp.destroy_all()
     assert tp.proxies() == {}
+
+
+def test_malformed_http_is_400(toxiproxy_handle: ToxiproxyHandle) -> None:
+    with socket.create_connection((toxiproxy_handle.host, toxiproxy_handle.port), timeout=5) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
