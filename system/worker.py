@@ -161,6 +161,8 @@ class Supervisor:
         try:
             app = self.app_factory(settings, PsycopgConnector())
             await app.open_async(pool=pool)
+            if not await app.check_connection_async():
+                return "Procrastinate's tables are missing: run `python -m system migrate`"
             worker = Worker(
                 app,
                 queues=list(QUEUES),

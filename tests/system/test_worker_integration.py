@@ -84,6 +84,32 @@ def test_timeout_is_retried(sut: Sut, jokeapi: FakeApiClient) -> None:
     assert f"Job {job_id}: API timeout on attempt 1" in worker.output()
 
 
+def test_malformed_payload_fails_at_once(sut: Sut, jokeapi: FakeApiClient) -> None:
+    sut.migrate()
+    jokeapi.malformed(count=1)
+    worker = sut.worker("w1")
+    [job_id] = sut.defer()
+    sut.wait_status([job_id], {"failed"}, timeout=15)
+    assert sut.job(job_id)["attempts"] == 1
+    assert "deferred_for_retry" not in [kind for kind, _ in sut.events(job_id)]
+    assert f"Job {job_id}: permanent failure on attempt 1: malformed payload" in worker.output()
+
+
+def test_worker_waits_for_the_schema_and_says_what_to_do(sut: Sut) -> None:
+    worker = sut.worker("w1", wait_ready=False)
+    wait_for(
+        lambda: "run `python -m system migrate`" in worker.output(),
+        timeout=20,
+        what="the worker to ask for a migration",
+    )
+    sut.migrate()
+    wait_for(
+        lambda: "bulletproof: worker ready name=w1" in worker.output(),
+        timeout=15,
+        what="the worker to start once the schema exists",
+    )
+
+
 @pytest.mark.parametrize(("defects", "rows"), [("", 1), ("plain-insert", 20)])
 def test_concurrent_upserts_of_one_joke_leave_one_row(
     sut: Sut, jokeapi: FakeApiClient, defects: str, rows: int
