@@ -69,11 +69,11 @@ def test_stack_is_wired_through_both_proxies(stack: Stack) -> None:
     assert stack.proxies["postgres"].upstream == str(pg.outside)
     job_id = _submit(stack)
     wait_for(lambda: _job_done(stack, job_id), timeout=20, what=f"job {job_id} to succeed")
-    record = stack.fakeapi.requests()
-    assert [r["outcome"] for r in record] == ["ok"]
+    record = stack.fakeapi.requests()  # (production also runs a scheduled fetch at start)
+    assert record and all(r["outcome"] == "ok" for r in record)
     with psycopg.connect(stack.db_dsn) as conn:
         rows = conn.execute("SELECT joke_id FROM chuck_norris_jokes").fetchall()
-    assert [r[0] for r in rows] == [record[0]["joke_id"]]
+    assert rows and {r[0] for r in rows} <= {r["joke_id"] for r in record}
     assert stack.toxiproxy is not None
     assert stack.describe()["toxiproxy"] == stack.toxiproxy.flavour
 
