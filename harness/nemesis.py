@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Which fault target a Toxiproxy proxy name stands for.
 PROXY_TARGETS = {"jokeapi": "jokeapi", "postgres": "dblink"}
+#: Duration (seconds) given to a fake-API fault that lasts until its block ends.
+OPEN_ENDED = 24 * 3600.0
 
 
 @dataclass
@@ -102,12 +104,28 @@ class Nemesis:
         assert fault.end is not None
         return fault.end - fault.start
 
-    def sigterm_worker(self, name: str, *, timeout: float) -> int | None:
+    @contextlib.contextmanager
+    def worker_down(self, name: str, *, timeout: float = 30.0) -> Iterator[FaultHandle]:
+        """Worker ``name`` SIGKILLed inside the block and started again after it; the window
+        lasts until it is ready again."""
+        worker = self.stack.worker(name)
+        with self.window("kill", f"worker:{name}", restart=True) as fault:
+            worker.kill()
+            try:
+                yield fault
+            finally:
+                fault.detail["ready_after"] = round(worker.start(timeout=timeout), 4)
+
+    def sigterm_worker(
+        self, name: str, *, timeout: float, jobs: list[int] | None = None
+    ) -> int | None:
         """SIGTERM worker ``name`` and wait up to ``timeout`` for it to exit; the window runs from
-        the signal to the exit, with ``detail.exit_code`` (None: it had to be SIGKILLed)."""
+        the signal to the exit, with ``detail.exit_code`` (None: it had to be SIGKILLed) and
+        ``detail.jobs`` (the jobs known to run on it, when given)."""
         worker = self.stack.worker(name)
         code: int | None = None
-        with self.window("sigterm", f"worker:{name}") as fault:
+        detail = {} if jobs is None else {"jobs": sorted(jobs)}
+        with self.window("sigterm", f"worker:{name}", **detail) as fault:
             worker.terminate()
             try:
                 code = worker.wait_exit(timeout=timeout)
@@ -211,8 +229,11 @@ class Nemesis:
     @contextlib.contextmanager
     def api_fault(self, kind: str, **spec: Any) -> Iterator[FaultHandle]:
         """An application fault of the fake API (``status``, ``slow``, ``hang``, ``malformed``)
-        inside the block; cleared after it. The window's kind is ``http_<kind>``."""
+        inside the block; cleared after it. Without ``count`` or ``duration`` it lasts for the
+        whole block. The window's kind is ``http_<kind>``."""
         fake = self.stack.fakeapi
+        if spec.get("count") is None and spec.get("duration") is None:
+            spec["duration"] = OPEN_ENDED  # lasts until the block ends and clears it
         with self.window(f"http_{kind}", "jokeapi", **spec) as fault:
             fake.add_fault(kind, **spec)
             try:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import platform
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -61,8 +62,12 @@ DEFECT_MARK = "__defect_"
 SLACK_FLOOR = 0.25
 #: Extra seconds allowed for process starts (a Python SUT process boots in about 1-2 s).
 PROCESS_START_MARGIN = 10.0
+#: Seconds allowed for a process to exit once its worker stopped (closing pools, interpreter
+#: teardown, being reaped): the seed bounds the wait for jobs, not the exit itself.
+PROCESS_EXIT_MARGIN = 1.5
 
 Checks = Callable[[History], Sequence[Verdict]]
+_FETCH_LOG = re.compile(r"Job (\d+): Fetching joke \(attempt (\d+)/")
 
 
 def backoff_total(p: Profile) -> float:
@@ -130,10 +135,12 @@ class ScenarioRun:
                 toxiproxy=stack.toxiproxy.flavour if stack.toxiproxy else "none",
             )
         )
+        self.observe("stack_start", {k: round(v, 3) for k, v in stack.timings.items()})
         health_timeout = min(self.profile.db_pool_timeout, 5.0) + 1.0
         self.client = Client(stack.api_url, self.writer, health_timeout=health_timeout)
         self.nemesis = Nemesis(stack, self.writer)
         self.result: dict[str, Any] | None = None
+        self._settled: float | None = None
 
     # -- observing the database ---------------------------------------------------------------
 
@@ -149,6 +156,49 @@ class ScenarioRun:
                 "SELECT id, status::text FROM procrastinate_jobs WHERE id = ANY(%s)", (wanted,)
             ).fetchall()
         return {int(i): str(s) for i, s in rows}
+
+    def jobs(self, ids: Iterable[int] | None = None) -> dict[int, tuple[str, int]]:
+        """Current ``(status, attempts)`` of jobs (default: the acknowledged ones)."""
+        wanted = list(self.acknowledged() if ids is None else ids)
+        with psycopg.connect(self.stack.db_dsn, connect_timeout=2, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT id, status::text, attempts FROM procrastinate_jobs WHERE id = ANY(%s)",
+                (wanted,),
+            ).fetchall()
+        return {int(i): (str(s), int(a)) for i, s, a in rows}
+
+    def hold_until(
+        self, predicate: Callable[[], bool], *, timeout: float, what: str, strict: bool = True
+    ) -> float:
+        """Keep a fault open until ``predicate`` holds (database errors count as "not yet").
+        With ``strict=False`` a timeout just ends the hold (the checker judges the outcome)."""
+        try:
+            return wait_for(
+                lambda: predicate() or None,
+                timeout=timeout,
+                what=what,
+                interval=0.02,
+                ignore=(psycopg.Error,),
+            ).elapsed
+        except WaitTimeout:
+            if strict:
+                raise
+            return timeout
+
+    def running_on(self, ids: Iterable[int]) -> dict[int, str]:
+        """Which worker started the latest run of each job, from the workers' own logs
+        (``Job N: Fetching joke (attempt k/m)``, the seed's log pattern)."""
+        wanted = set(ids)
+        found: dict[int, tuple[int, str]] = {}
+        for worker in self.stack.workers:
+            path = worker.log_path
+            if path is None or not path.exists():
+                continue
+            for match in _FETCH_LOG.finditer(path.read_text(errors="replace")):
+                job_id, attempt = int(match.group(1)), int(match.group(2))
+                if job_id in wanted and attempt >= found.get(job_id, (0, ""))[0]:
+                    found[job_id] = (attempt, worker.name)
+        return {job_id: name for job_id, (_, name) in found.items()}
 
     def wait_statuses(
         self,
@@ -210,6 +260,10 @@ class ScenarioRun:
         """Retry/timeout tolerance: the polling interval plus the measured scheduling slack."""
         return self.profile.worker_poll_interval + scheduling_slack(history, floor=SLACK_FLOOR)
 
+    def shutdown_tolerance(self, history: History) -> float:
+        """Allowed time beyond ``WORKER_TIMEOUT`` for a SIGTERMed worker to exit."""
+        return self.tolerance(history) + PROCESS_EXIT_MARGIN
+
     def stall_budget(self, history: History) -> float:
         """Worker death (or fault end) to the job running again, from the configuration."""
         p = self.profile
@@ -237,7 +291,10 @@ class ScenarioRun:
 
     def settle(self, timeout: float | None = None) -> float:
         """Wait until every acknowledged job is terminal, at most ``timeout`` (default:
-        :func:`settle_budget`). Never raises: what is left is for the checker to judge."""
+        :func:`settle_budget`), and record the ``end``. Never raises: what is left is for the
+        checker to judge. Only the first call waits."""
+        if self._settled is not None:
+            return self._settled
         budget = settle_budget(self.profile) if timeout is None else timeout
         deadline = time.time() + budget
         ids = self.acknowledged()
@@ -249,6 +306,7 @@ class ScenarioRun:
                 ids=ids,
             )
         self.writer.write(End(finished_at=time.time(), deadline=deadline))
+        self._settled = budget
         return budget
 
     def finish(self, checks: Checks, *, settle_timeout: float | None = None) -> dict[str, Any]:

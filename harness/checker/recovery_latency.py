@@ -34,11 +34,12 @@ def check_recovery_latency(
     *,
     budget: float,
     fault_kinds: Iterable[str] = ("kill",),
-    target_prefix: str = "worker",
+    target_prefix: str | tuple[str, ...] = "worker",
     measure_from: str = "end",
     jobs: Iterable[int] | None = None,
 ) -> Verdict:
-    """For each fault of ``fault_kinds`` on a target starting with ``target_prefix``: every job
+    """For each fault of ``fault_kinds`` on a target starting with ``target_prefix`` (one or a
+    tuple of prefixes): every job
     in flight at the fault's start that did not finish normally must start a new run within
     ``budget`` seconds of the fault's ``end`` (or ``start``, per ``measure_from``).
     Faults that interrupted no job: unknown."""

@@ -27,9 +27,17 @@ def check_retry_schedule(
     early_tolerance: float = 0.05,
     jobs: Iterable[int] | None = None,
 ) -> Verdict:
-    """Each scheduled retry's observed wait (failure event -> next ``started``) must lie in
-    ``[expected - early_tolerance, expected + tolerance]``; ``tolerance`` is the polling
-    interval plus the measured scheduling slack. No retry at all: unknown."""
+    """Check each scheduled retry (run ``k`` failed, run ``k+1`` started) against the formula
+    ``expected = min(base * 2**(k-1), max)``:
+
+    - late: run ``k+1`` started more than ``expected + tolerance`` after the failure;
+    - early, queue: it started before the retry time the strategy asked for
+      (``- early_tolerance``, clock noise);
+    - early, strategy: the retry time asked for is less than ``expected - tolerance`` after the
+      failure (the decision precedes the failure's commit by at most the scheduling slack).
+
+    ``tolerance`` is the polling interval plus the measured scheduling slack. No retry: unknown.
+    """
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
     delays: list[dict[str, Any]] = []
@@ -37,11 +45,11 @@ def check_retry_schedule(
     for job_id in ids:
         runs = by_job.get(job_id, [])
         for prev, nxt in itertools.pairwise(runs):
-            if not prev.scheduled_retry or prev.end is None:
+            if not prev.scheduled_retry or prev.end is None or prev.retry_at is None:
                 continue
             expected = expected_delay(prev.number, base_delay, max_delay)
             observed = nxt.start - prev.end
-            requested = None if prev.retry_at is None else prev.retry_at - prev.end
+            requested = prev.retry_at - prev.end
             delays.append(
                 {
                     "job_id": job_id,
@@ -49,18 +57,24 @@ def check_retry_schedule(
                     "observed": round(observed, 4),
                     "expected": expected,
                     "tolerance": tolerance,
-                    "requested": None if requested is None else round(requested, 4),
+                    "requested": round(requested, 4),
                 }
             )
-            if observed < expected - early_tolerance:
+            where = f"job {job_id}: retry after run {prev.number}"
+            if observed > expected + tolerance:
                 evidence.append(
-                    f"job {job_id}: retry after run {prev.number} came {observed:.3f}s after the "
-                    f"failure, earlier than {expected:.3f}s - {early_tolerance:.3f}s"
+                    f"{where} came {observed:.3f}s after the failure, later than "
+                    f"{expected:.3f}s + {tolerance:.3f}s"
                 )
-            elif observed > expected + tolerance:
+            elif nxt.start < prev.retry_at - early_tolerance:
                 evidence.append(
-                    f"job {job_id}: retry after run {prev.number} came {observed:.3f}s after the "
-                    f"failure, later than {expected:.3f}s + {tolerance:.3f}s"
+                    f"{where} came {observed:.3f}s after the failure, before its retry time "
+                    f"({requested:.3f}s) - {early_tolerance:.3f}s"
+                )
+            elif requested < expected - tolerance:
+                evidence.append(
+                    f"{where} was scheduled {requested:.3f}s after the failure, earlier than "
+                    f"{expected:.3f}s - {tolerance:.3f}s"
                 )
     figures: dict[str, Any] = {
         "retry_delays": delays,

@@ -132,15 +132,24 @@ def overlaps(start: float, end: float, faults: list[Fault], horizon: float) -> b
     return False
 
 
+#: Faults that stop workers from picking up jobs (processes, PostgreSQL, the database link).
+BLOCKING_FAULTS = frozenset({"kill", "sigterm", "restart", "pg_kill", "pg_restart"})
+BLOCKING_TARGETS = ("worker", "postgres", "dblink", "api")
+
+
 def scheduling_slack(history: History, *, floor: float = 0.0) -> float:
-    """Measured pickup slack: the longest wait from ``deferred`` to the first ``started`` of an
-    acknowledged job, over jobs whose wait met no fault window; at least ``floor``."""
+    """Measured pickup slack: the longest wait from ``deferred`` to the first ``started`` of
+    any job (the scenario's and the SUT's periodic ones, which are deferred all along), over
+    waits that met no fault on a worker, PostgreSQL or the database link; at least ``floor``."""
     by_job = history.events_by_job()
     horizon = history.end.finished_at if history.end else float("inf")
-    faults = history.faults
+    faults = [
+        f
+        for f in history.faults
+        if f.kind_ in BLOCKING_FAULTS or f.target.startswith(BLOCKING_TARGETS)
+    ]
     slack = floor
-    for job_id in acknowledged_ids(history):
-        events = by_job.get(job_id, [])
+    for events in by_job.values():
         deferred, started = first_event(events, "deferred"), first_event(events, "started")
         if deferred is None or started is None:
             continue

@@ -16,6 +16,7 @@ def check_graceful_shutdown(
 ) -> Verdict:
     """For each ``sigterm`` window (start = signal, end = process exit, ``detail.exit_code``):
     the process exits 0 within ``worker_timeout + tolerance``; every job in flight at the signal
+    (on that worker, when ``detail.jobs`` lists its jobs)
     ends its run by the exit (+ tolerance): nothing is left ``doing``; and no such job starts
     another run before that run ended (no second execution because its heartbeat stopped).
     No job in flight at a SIGTERM: unknown."""
@@ -31,8 +32,10 @@ def check_graceful_shutdown(
             continue
         took = f.end - f.start
         code = f.detail.get("exit_code")
+        # When the scenario knew which jobs ran on the signalled worker, only those count.
+        scope = f.detail.get("jobs")
         in_flight = []
-        for job_id in ids:
+        for job_id in ids if scope is None else [j for j in ids if j in set(scope)]:
             runs = by_job.get(job_id, [])
             for run in runs:
                 if run.start <= f.start and (run.end is None or run.end > f.start):

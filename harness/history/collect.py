@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from typing import Any
 
 import httpx
@@ -97,6 +98,15 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
     return records
 
 
+def _query(value: Any) -> dict[str, Any]:
+    """The request's query as a dict, whether recorded as a mapping or a query string."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        return dict(urllib.parse.parse_qsl(value.lstrip("?")))
+    return {}
+
+
 def collect_api_requests(fakeapi_url: str, *, timeout: float = 5.0) -> list[Record]:
     """Every request the fake joke API recorded, from ``GET /_control/requests``."""
     response = httpx.get(f"{fakeapi_url.rstrip('/')}/_control/requests", timeout=timeout)
@@ -111,7 +121,7 @@ def collect_api_requests(fakeapi_url: str, *, timeout: float = 5.0) -> list[Reco
                 t_end=None if item.get("t_end") is None else float(item["t_end"]),
                 method=str(item.get("method", "GET")),
                 path=str(item.get("path", "")),
-                query=dict(item.get("query") or {}),
+                query=_query(item.get("query")),
                 status=item.get("status"),
                 outcome=str(item.get("outcome", "")),
                 joke_id=item.get("joke_id"),

@@ -198,3 +198,16 @@ def test_graceful_shutdown_unknown_with_nothing_in_flight() -> None:
     b.run(1, 0.0, 0.1)
     b.fault("sigterm", "worker:w1", 1.0, 1.5, exit_code=0)
     assert check_graceful_shutdown(b.build(), worker_timeout=1.0, tolerance=0.2).status == UNKNOWN
+
+
+def test_graceful_shutdown_only_judges_the_signalled_workers_jobs() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.5, 1.2)  # on the signalled worker: finished in time
+    b.submit(2)
+    b.run(2, 0.5, 3.0)  # on the other worker: runs on past the exit, which is fine
+    b.fault("sigterm", "worker:w1", 1.0, 1.5, exit_code=0, jobs=[1])
+    v = check_graceful_shutdown(b.build(), worker_timeout=1.0, tolerance=0.2)
+    assert v.status == PASS and v.figures["shutdowns"][0]["in_flight"] == 1
+    b.fault("sigterm", "worker:w2", 1.0, 1.5, exit_code=0)  # without a job list: all count
+    assert check_graceful_shutdown(b.history, worker_timeout=1.0, tolerance=0.2).status == FAIL

@@ -145,3 +145,11 @@ def test_immediate_and_recovery_requeues_are_not_backoff_retries() -> None:
     assert runs[1].recovered and not runs[0].recovered
     acc = accounting(h, task_name="fetch_and_cache_joke")
     assert acc["duplicated_executions"] == 2  # the reruns after the two immediate re-queues
+
+
+def test_scheduling_slack_counts_every_job_and_ignores_network_faults() -> None:
+    b = HistoryBuilder()
+    b.job(50, 1.0, task="health_check_task")  # a periodic job, picked up late
+    b.run(50, 1.7, 1.8)
+    b.fault("proxy_down", "jokeapi", 0.5, 3.0)  # does not stop workers from picking up
+    assert 0.69 < scheduling_slack(b.build()) < 0.7

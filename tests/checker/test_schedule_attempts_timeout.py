@@ -60,15 +60,39 @@ def test_retry_schedule_fails_when_a_retry_is_late() -> None:
     assert "after run 2" in v.evidence[0] and "later than" in v.evidence[0]
 
 
-def test_retry_schedule_fails_when_a_retry_is_early() -> None:
-    # An immediate retry where the formula wants 0.4 s: e.g. a linear or constant strategy.
+def test_retry_schedule_fails_when_the_queue_runs_a_retry_before_its_time() -> None:
     v = check_retry_schedule(
         _schedule([0.0, -0.35, 0.0], runs=4).build(),
         base_delay=BASE,
         max_delay=CAP,
         tolerance=TOL,
     )
-    assert v.status == FAIL and "earlier than" in v.evidence[0]
+    assert v.status == FAIL and "before its retry time" in v.evidence[0]
+
+
+def test_retry_schedule_fails_when_the_strategy_asks_too_short_a_wait() -> None:
+    # A linear strategy (0.2, 0.4, 0.6, 0.8 s) where the formula wants 0.2, 0.4, 0.8, 1.0 s.
+    b = HistoryBuilder()
+    b.submit(1)
+    t = 0.0
+    for k in range(1, 5):
+        b.run(1, t, t + 0.01, "retry", retry_in=BASE * k)
+        t += 0.01 + BASE * k + 0.01
+    b.run(1, t, t + 0.01)
+    v = check_retry_schedule(b.build(), base_delay=BASE, max_delay=CAP, tolerance=TOL)
+    assert v.status == FAIL
+    assert len(v.evidence) == 2 and "after run 3 was scheduled 0.600s" in v.evidence[0]
+
+
+def test_retry_schedule_allows_the_commit_to_lag_the_decision() -> None:
+    # Loaded machine: the failure commits 0.1 s after the strategy chose the retry time, so
+    # the retry comes 0.1 s "early" measured from the commit: within the tolerance.
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 0.1, "retry", retry_in=0.4 - 0.1)
+    b.run(1, 0.1 + 0.3 + 0.01, 0.5)
+    v = check_retry_schedule(b.build(), base_delay=0.4, max_delay=CAP, tolerance=TOL)
+    assert v.status == PASS, v.evidence
 
 
 def test_retry_schedule_fails_when_the_cap_is_ignored() -> None:

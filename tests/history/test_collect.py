@@ -89,5 +89,9 @@ def test_collect_api_requests_maps_the_fake_api_records() -> None:
         {"category": "dev"},
         "status",
     )
-    respx.get("http://fake:2/_control/requests").mock(return_value=httpx.Response(200, json=[item]))
-    assert len(collect_api_requests("http://fake:2")) == 1
+    as_string = {**item, "query": "category=dev"}  # a query string is read as a mapping too
+    respx.get("http://fake:2/_control/requests").mock(
+        return_value=httpx.Response(200, json=[as_string])
+    )
+    (again,) = collect_api_requests("http://fake:2")
+    assert again.query == {"category": "dev"}

@@ -1,0 +1,72 @@
+"""Job timeout: a run whose joke request hangs is cancelled at ``JOB_TIMEOUT`` and retried.
+
+``JOB_TIMEOUT`` is capped below the SUT's HTTP read timeout (as the seed's Test 2 lowers it),
+so it is the job timeout, not the HTTP client, that ends the hanging run, in every profile.
+Mutation: with ``no-timeout`` the hang lasts until the fake API gives up, past the timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from harness.checker import (
+    Verdict,
+    check_attempt_count,
+    check_job_timeout,
+    check_queue_accounting,
+    check_retry_schedule,
+)
+from harness.history import History
+from harness.profiles import get_profile
+from harness.scenario import ScenarioRun
+from system.jokes import HTTP_TIMEOUT
+
+TITLE = "Job timeout: hanging requests are cancelled and retried"
+CLAIMS = ["timeout_cancels", "timeout_retries", "complete_or_fail"]
+
+
+def timeout_settings(profile_name: str) -> dict[str, float]:
+    """``JOB_TIMEOUT`` below a quarter of the HTTP read timeout."""
+    read = HTTP_TIMEOUT.read or 10.0
+    return {"job_timeout": min(get_profile(profile_name).job_timeout, read / 4)}
+
+
+def hanging_jobs(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
+    """Submit jobs whose first request hangs (for 3 job timeouts, then the fake API answers
+    504: the SUT must have given up long before)."""
+    p = sc.profile
+    n = sc.rng.randint(2, 3)
+    sc.stack.fakeapi.hang(count=n, duration=3 * p.job_timeout)
+    sc.client.submit_many(n)
+
+    def checks(h: History) -> list[Verdict]:
+        tol = sc.tolerance(h)
+        return [
+            check_job_timeout(h, job_timeout=p.job_timeout, tolerance=tol, require_timeouts=True),
+            check_retry_schedule(
+                h, base_delay=p.retry_base_delay, max_delay=p.retry_max_delay, tolerance=tol
+            ),
+            check_queue_accounting(h, expected_status="succeeded"),
+            check_attempt_count(h, max_attempts=p.max_retries),
+        ]
+
+    return checks
+
+
+def test_job_timeout(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+    settings = timeout_settings(pytestconfig.getoption("--profile"))
+    with scenario("job_timeout", title=TITLE, claims=CLAIMS, settings=settings) as sc:
+        sc.finish(hanging_jobs(sc))
+
+
+def test_job_timeout__defect_no_timeout(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+    settings = timeout_settings(pytestconfig.getoption("--profile"))
+    with scenario(
+        "job_timeout__defect_no_timeout",
+        title=f"{TITLE}, job timeout not applied (defect)",
+        settings=settings,
+        defects=["no-timeout"],
+        expect="fail",
+        expect_failing=["job_timeout"],
+    ) as sc:
+        sc.finish(hanging_jobs(sc))
