@@ -3,13 +3,18 @@
 Side by side in one run, on this machine:
 
 - pgbench select-only (``-S``) with several clients against a private PostgreSQL, directly and
-  through an embedded proxy with no toxics: TPS ratio (proxied / direct);
+  through an embedded proxy with no toxics: TPS ratio (proxied / direct), and the proxy's CPU
+  time per transaction (user and system);
 - one pgbench client logging every transaction (``-l``): median latency direct and proxied,
   and the difference (the latency the proxy adds);
 - bulk transfer over loopback (a sender thread to a sink thread): MB/s direct and proxied.
 
-Targets: TPS ratio >= 0.7, added median latency <= 0.3 ms. Prints figures, asserts nothing.
-Environment: ``BENCH_TOXIPROXY_SECONDS`` (pgbench run length, default 8), ``..._CLIENTS`` (8).
+When ``socat`` is installed it is measured too, as a reference for what one extra userspace hop
+costs here whatever the proxy is written in. Targets: TPS ratio >= 0.7, added median latency
+<= 0.3 ms. Prints figures, asserts nothing. Environment: ``BENCH_TOXIPROXY_SECONDS`` (pgbench run
+length, default 8), ``BENCH_TOXIPROXY_CLIENTS`` (default 8), ``BENCH_TOXIPROXY_RT=1`` (experiment:
+run the proxy at real-time priority, to tell scheduling delay from the proxy's own cost),
+``BENCH_TOXIPROXY_NICE=-10`` (experiment: a bigger CPU share for the one proxy process).
 """
 
 from __future__ import annotations
@@ -24,14 +29,30 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.postgres import LocalPostgres
+from harness.postgres import LocalPostgres, free_port
 from harness.toxiproxy.select import ToxiproxyHandle, client_for, start_embedded
+from harness.wait import wait_for
 
 TPS_TARGET = 0.7
 LATENCY_TARGET_MS = 0.3
 BULK_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Route:
+    """One way to reach PostgreSQL: direct, or through a proxy process."""
+
+    name: str
+    host: str
+    port: int
+    pid: int | None = None
+    tps: list[float] = field(default_factory=list)
+    cpu: tuple[float, float] = (0.0, 0.0)
 
 
 def _pgbench(host: str, port: int, *args: str, cwd: Path | None = None) -> str:
@@ -56,8 +77,7 @@ def _median_latency_ms(host: str, port: int, seconds: int) -> float:
         latencies = []
         for log in Path(tmp).glob("pgbench_log.*"):
             for line in log.read_text().splitlines():
-                fields = line.split()
-                latencies.append(int(fields[2]) / 1000.0)  # microseconds -> ms
+                latencies.append(int(line.split()[2]) / 1000.0)  # microseconds -> ms
     return statistics.median(latencies)
 
 
@@ -86,12 +106,13 @@ def _bulk_mb_s(host: str, port: int, sink_accept: socket.socket) -> float:
     return BULK_BYTES / elapsed / 1e6
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+def _cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` and its reaped children (Linux /proc)."""
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[13])) / tick, (int(fields[12]) + int(fields[14])) / tick
 
 
 def _proxy(handle: ToxiproxyHandle, name: str, upstream: str) -> tuple[str, int]:
@@ -100,55 +121,101 @@ def _proxy(handle: ToxiproxyHandle, name: str, upstream: str) -> tuple[str, int]
     return host, int(port)
 
 
+@contextmanager
+def _socat(upstream_host: str, upstream_port: int) -> Iterator[Route | None]:
+    """socat as a reference proxy (a process per connection), if installed."""
+    socat = shutil.which("socat")
+    if socat is None:
+        yield None
+        return
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            socat,
+            f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay",
+            f"TCP:{upstream_host}:{upstream_port},nodelay",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, timeout=5, what="socat to listen")
+        yield Route("socat", "127.0.0.1", port, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main() -> None:
     if shutil.which("pgbench") is None:
         print("toxiproxy bench: pgbench not found (Debian: postgresql-client-15); skipped")
         return
     seconds = int(os.environ.get("BENCH_TOXIPROXY_SECONDS", "8"))
     clients = int(os.environ.get("BENCH_TOXIPROXY_CLIENTS", "8"))
-    with LocalPostgres() as pg, start_embedded(seed=0) as handle:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    with LocalPostgres() as pg, start_embedded(seed=0) as handle, _socat(pg.host, pg.port) as soc:
+        if os.environ.get("BENCH_TOXIPROXY_RT"):
+            assert handle.pid is not None
+            os.sched_setscheduler(handle.pid, os.SCHED_RR, os.sched_param(1))
+            print("experiment: proxy process at SCHED_RR priority 1")
         if nice := int(os.environ.get("BENCH_TOXIPROXY_NICE", "0")):
             assert handle.pid is not None
             os.setpriority(os.PRIO_PROCESS, handle.pid, nice)
-            print(f"proxy process reniced to {nice}")
+            print(f"experiment: proxy process at nice {nice}")
         pg.create_database("bench")
         _pgbench(pg.host, pg.port, "-i", "-s", "1", "-q")
         phost, pport = _proxy(handle, "postgres", f"{pg.host}:{pg.port}")
-        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-        print(f"postgres {pg.host}:{pg.port}, embedded toxiproxy {handle.url} on {loop}")
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+        paths = [
+            Route("direct", pg.host, pg.port),
+            Route(f"embedded ({loop})", phost, pport, handle.pid),
+        ]
+        if soc is not None:
+            paths.append(soc)
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
 
-        # Alternate direct and proxied runs so drift from other load hits both alike.
-        direct_tps: list[float] = []
-        proxied_tps: list[float] = []
+        # Alternate the paths so drift in other load on the machine hits them alike.
         common = ["-S", "-c", str(clients), "-j", "2", "-T", str(seconds)]
-        proxy_cpu = 0.0
         for _ in range(2):
-            direct_tps.append(_tps(_pgbench(pg.host, pg.port, *common)))
-            cpu_before = _cpu_seconds(handle.pid)
-            proxied_tps.append(_tps(_pgbench(phost, pport, *common)))
-            proxy_cpu += _cpu_seconds(handle.pid) - cpu_before
-        d_tps, p_tps = statistics.median(direct_tps), statistics.median(proxied_tps)
-        ratio = p_tps / d_tps
-        print(f"pgbench -S -c {clients} -j 2 -T {seconds} (x2, median):")
-        print(f"  direct  {d_tps:10.0f} tps   runs {', '.join(f'{t:.0f}' for t in direct_tps)}")
-        print(f"  proxied {p_tps:10.0f} tps   runs {', '.join(f'{t:.0f}' for t in proxied_tps)}")
-        transactions = sum(proxied_tps) * seconds
-        print(
-            f"  proxy CPU {proxy_cpu / (2 * seconds) * 100:.0f}% of a core, "
-            f"{proxy_cpu / transactions * 1e6:.0f} µs per transaction"
-        )
+            for path in paths:
+                before = _cpu_seconds(path.pid)
+                path.tps.append(_tps(_pgbench(path.host, path.port, *common)))
+                after = _cpu_seconds(path.pid)
+                path.cpu = (
+                    path.cpu[0] + after[0] - before[0],
+                    path.cpu[1] + after[1] - before[1],
+                )
+        direct = statistics.median(paths[0].tps)
+        print(f"pgbench -S -c {clients} -j 2 -T {seconds}, 2 runs each, median tps:")
+        for path in paths:
+            tps = statistics.median(path.tps)
+            runs = ", ".join(f"{t:.0f}" for t in path.tps)
+            line = f"  {path.name:18} {tps:8.0f} tps (runs {runs})"
+            if path.pid is not None:
+                txns = sum(path.tps) * seconds
+                user, system = (1e6 * c / txns for c in path.cpu)
+                line += f"  ratio {tps / direct:.2f}; proxy CPU {user:.0f}+{system:.0f} µs/txn"
+                line += " (user+sys)"
+            print(line)
+        ratio = statistics.median(paths[1].tps) / direct
         verdict = "meets" if ratio >= TPS_TARGET else "MISSES"
-        print(f"  TPS ratio {ratio:.2f} (target >= {TPS_TARGET}: {verdict})")
+        print(f"  embedded TPS ratio {ratio:.2f} (target >= {TPS_TARGET}: {verdict})")
 
         lat_seconds = max(2, seconds // 2)
-        d_lat = _median_latency_ms(pg.host, pg.port, lat_seconds)
-        p_lat = _median_latency_ms(phost, pport, lat_seconds)
-        added = p_lat - d_lat
+        lat = {p.name: _median_latency_ms(p.host, p.port, lat_seconds) for p in paths}
+        print(f"pgbench -S -c 1 -T {lat_seconds} -l, median per-transaction latency:")
+        for name, ms in lat.items():
+            print(f"  {name:18} {ms:.3f} ms (+{ms - lat['direct']:.3f})")
+        added = lat[paths[1].name] - lat["direct"]
         verdict = "meets" if added <= LATENCY_TARGET_MS else "MISSES"
-        print(f"pgbench -S -c 1 -T {lat_seconds} -l (median per-transaction latency):")
-        print(f"  direct {d_lat:.3f} ms, proxied {p_lat:.3f} ms")
-        print(f"  added median latency {added:.3f} ms (target <= {LATENCY_TARGET_MS}: {verdict})")
+        print(
+            f"  embedded added median latency {added:.3f} ms (target <= {LATENCY_TARGET_MS}: "
+            f"{verdict})"
+        )
 
         with socket.socket() as sink:
             sink.bind(("127.0.0.1", 0))
@@ -159,7 +226,7 @@ def main() -> None:
             proxied_mb = _bulk_mb_s(bhost, bport, sink)
         print(f"bulk transfer {BULK_BYTES // 2**20} MiB over loopback:")
         print(
-            f"  direct {direct_mb:.0f} MB/s, proxied {proxied_mb:.0f} MB/s "
+            f"  direct {direct_mb:.0f} MB/s, embedded {proxied_mb:.0f} MB/s "
             f"(ratio {proxied_mb / direct_mb:.2f})"
         )
 
