@@ -44,6 +44,18 @@ def scenario_test(nodeid: str) -> tuple[str, str] | None:
     return module, test or module
 
 
+def failure_text(report: pytest.TestReport) -> str:
+    """The failure's one-line cause (pytest's crash message) then the end of the traceback."""
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+    text = report.longreprtext.strip()
+    headline = str(crash).strip().splitlines()[0] if crash else ""
+    if not headline:
+        lines = [line for line in text.splitlines() if line.strip()]
+        headline = lines[-1].strip() if lines else f"{report.when} failed"
+    tail = text[-MAX_ERROR:]
+    return f"{headline}\n\n{tail}" if tail and tail != headline else headline
+
+
 class ReportPlugin:
     """Collects scenario test outcomes and builds the report when the session ends."""
 
@@ -61,8 +73,7 @@ class ReportPlugin:
         module, test = found
         self.ran.add(report.nodeid)
         if report.failed:
-            text = report.longreprtext.strip() or f"{report.when} failed"
-            entry = f"{report.nodeid} ({report.when}): {text[-MAX_ERROR:]}"
+            entry = f"{report.nodeid} ({report.when}): {failure_text(report)}"
             prior = self.failures.get(test)
             self.failures[test] = (module, f"{prior[1]}\n\n{entry}" if prior else entry)
 

@@ -101,7 +101,10 @@ def test_failed_scenarios_still_get_a_report_and_stale_results_are_left_out(
     assert doc["verdict"] == "unknown"
     html = (project / "reports" / "index.html").read_text("utf-8")
     assert "<script>alert(3)" not in html and "&lt;script&gt;alert(3)" in html
-    assert "unknown beta: scenarios/test_beta.py::test_beta (call)" in done.stdout
+    assert (
+        "unknown beta: scenarios/test_beta.py::test_beta (call): RuntimeError: fixture exploded:"
+        in done.stdout
+    )
 
 
 def test_runs_without_scenarios_write_nothing(project: Path) -> None:
