@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from harness.checker.runs import TERMINAL, acknowledged_ids, runs_by_job
@@ -94,10 +95,11 @@ def check_queue_accounting(
     history: History,
     *,
     task_name: str = "fetch_and_cache_joke",
-    expected_status: str | None = None,
+    expected_status: str | Mapping[int, str] | None = None,
 ) -> Verdict:
     """Fail when an acknowledged job is lost (not terminal at the deadline), a job nobody
-    submitted appears, or (with ``expected_status``) a job ends in another status."""
+    submitted appears, or a job ends in another status than ``expected_status`` (one status
+    for every job, or one per job id)."""
     acc = accounting(history, task_name=task_name)
     evidence: list[Any] = []
     problems: list[str] = []
@@ -110,16 +112,19 @@ def check_queue_accounting(
         problems.append(f"{acc['unexpected']} unexpected")
         evidence.extend(f"job {j} was never submitted" for j in acc["unexpected_ids"])
     if expected_status is not None:
+        wanted = (
+            {int(k): expected_status for k in acc["statuses"]}
+            if isinstance(expected_status, str)
+            else {int(k): v for k, v in expected_status.items()}
+        )
         wrong = {
             int(k): v
             for k, v in acc["statuses"].items()
-            if v != expected_status and int(k) not in acc["lost_ids"]
+            if int(k) in wanted and v != wanted[int(k)] and int(k) not in acc["lost_ids"]
         }
         if wrong:
-            problems.append(f"{len(wrong)} not {expected_status}")
-            evidence.extend(
-                f"job {k} ended {v}, expected {expected_status}" for k, v in wrong.items()
-            )
+            problems.append(f"{len(wrong)} ended otherwise than expected")
+            evidence.extend(f"job {k} ended {v}, expected {wanted[k]}" for k, v in wrong.items())
     line = (
         f"{acc['acknowledged']} acknowledged: {acc['succeeded']} succeeded, "
         f"{acc['failed']} failed, {acc['lost']} lost; "

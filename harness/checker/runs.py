@@ -1,12 +1,12 @@
 """Derive job runs from ``procrastinate_events`` and pick the jobs a scenario submitted.
 
 Events are read in insertion (id) order. A retry by the retry strategy writes a ``scheduled``
-event (its ``at`` is the retry time) in the same transaction as ``deferred_for_retry``. A
-re-queue is *immediate* (not a scheduled retry) when it has no retry time, a retry time no
-later than the re-queue itself (the SUT re-queues runs aborted by a shutdown with
-``retry_in=0``), or when the SUT recorded it as a stalled-job recovery (observation
-``stalled_recovery`` with ``{"job_id", "attempts"}``, from its ``bulletproof_stalled_recoveries``
-table: its recovery passes ``retry_at=now()``, which is a few milliseconds in the future).
+event (its ``at`` is the retry time) in the same transaction as ``deferred_for_retry``. Two
+re-queues are not backoff retries although they look alike: a stalled-job recovery (the SUT
+records it: observation ``stalled_recovery`` with ``{"job_id", "attempts"}``, read from its
+``bulletproof_stalled_recoveries`` table) and a run aborted by a graceful shutdown (re-queued
+with ``retry_in=0`` inside a ``sigterm`` fault window). The retry time alone cannot tell them
+apart: on a loaded machine the failure may commit after the retry time it asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from harness.history.records import Fault, History, JobEvent
 
-#: A re-queue whose retry time is at most this far after it counts as immediate.
+#: A re-queue inside a SIGTERM window whose retry time is at most this far after it is an
+#: aborted run re-queued at once, not a backoff retry.
 IMMEDIATE = 0.01
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 RUN_ENDS = frozenset({"deferred_for_retry", "succeeded", "failed", "aborted"})
@@ -33,6 +34,7 @@ class Run:
     retry_at: float | None = None
     overlapped: bool = False
     recovered: bool = False
+    aborted: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -47,13 +49,13 @@ class Run:
 
     @property
     def scheduled_retry(self) -> bool:
-        """Ended by the retry strategy with a backoff delay (not an immediate re-queue)."""
-        delay = self.requested_delay
+        """Ended by the retry strategy with a retry time: not a stalled-job recovery, not a run
+        aborted by a shutdown."""
         return (
             self.end_type == "deferred_for_retry"
+            and self.retry_at is not None
             and not self.recovered
-            and delay is not None
-            and delay > IMMEDIATE
+            and not self.aborted
         )
 
 
@@ -93,18 +95,27 @@ def runs_of(events: list[JobEvent]) -> list[Run]:
 
 
 def runs_by_job(history: History) -> dict[int, list[Run]]:
-    """Job id -> its runs, with runs re-queued by stalled-job recovery marked ``recovered``."""
+    """Job id -> its runs; re-queues by stalled-job recovery are marked ``recovered``, runs
+    re-queued at once during a SIGTERM window ``aborted``."""
     recovered: set[tuple[int, int]] = set()
     for obs in history.observations("stalled_recovery"):
         if isinstance(obs.value, dict) and "job_id" in obs.value and "attempts" in obs.value:
             recovered.add((int(obs.value["job_id"]), int(obs.value["attempts"])))
+    shutdowns = [f for f in history.faults if f.kind_ == "sigterm"]
     out: dict[int, list[Run]] = {}
     for job_id, evs in history.events_by_job().items():
         runs = runs_of(evs)
         for run in runs:
+            if run.end_type != "deferred_for_retry" or run.end is None:
+                continue
             # the recovery saw job.attempts == runs before this one
-            if (job_id, run.number - 1) in recovered and run.end_type == "deferred_for_retry":
+            if (job_id, run.number - 1) in recovered:
                 run.recovered = True
+            delay = run.requested_delay
+            if (delay is None or delay <= IMMEDIATE) and any(
+                f.start <= run.end and (f.end is None or run.end <= f.end) for f in shutdowns
+            ):
+                run.aborted = True
         out[job_id] = runs
     return out
 

@@ -136,13 +136,15 @@ def test_immediate_and_recovery_requeues_are_not_backoff_retries() -> None:
     b = HistoryBuilder()
     b.submit(1)
     b.run(1, 0.0, 0.5, "retry", retry_in=0.0)  # aborted by a shutdown, re-queued at once
+    b.fault("sigterm", "worker:w1", 0.2, 0.6, exit_code=0)
     b.run(1, 0.6, 3.0, "retry", recovered=True)  # stalled, recovered with retry_at=now()
     b.run(1, 3.1, 3.2, "retry", retry_in=0.8)  # a backoff retry
-    b.run(1, 4.0, 4.1)
+    b.run(1, 4.0, 4.1, "retry", retry_in=-0.1)  # a backoff retry committed late (load)
+    b.run(1, 4.2, 4.3)
     h = b.build()
     runs = runs_by_job(h)[1]
-    assert [r.scheduled_retry for r in runs[:3]] == [False, False, True]
-    assert runs[1].recovered and not runs[0].recovered
+    assert [r.scheduled_retry for r in runs[:4]] == [False, False, True, True]
+    assert runs[0].aborted and runs[1].recovered and not runs[0].recovered
     acc = accounting(h, task_name="fetch_and_cache_joke")
     assert acc["duplicated_executions"] == 2  # the reruns after the two immediate re-queues
 
@@ -153,3 +155,15 @@ def test_scheduling_slack_counts_every_job_and_ignores_network_faults() -> None:
     b.run(50, 1.7, 1.8)
     b.fault("proxy_down", "jokeapi", 0.5, 3.0)  # does not stop workers from picking up
     assert 0.69 < scheduling_slack(b.build()) < 0.7
+
+
+def test_expected_status_per_job() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1, 0.2, "failed")
+    b.submit(2)
+    b.run(2, 0.1, 0.2)
+    h = b.build()
+    assert check_queue_accounting(h, expected_status={1: "failed", 2: "succeeded"}).status == PASS
+    v = check_queue_accounting(h, expected_status={1: "succeeded", 2: "succeeded"})
+    assert v.status == FAIL and v.evidence == ["job 1 ended failed, expected succeeded"]

@@ -57,10 +57,10 @@ async def test_collect_database_reads_jobs_events_and_effects(pg_dsn: str) -> No
     runs = runs_by_job(history)
     assert [len(runs[i]) for i in ids] == [1, 2, 2]
     # Procrastinate's retry writes a `scheduled` event with the retry: the checker sees its
-    # time; RetryStrategy's default wait is 0, an immediate re-queue, not a backoff retry.
+    # time (RetryStrategy's default wait is 0) and counts it as the strategy's retry.
     first = runs[ids[1]][0]
     assert first.retry_at is not None and first.requested_delay is not None
-    assert first.requested_delay <= 0.01 and not first.scheduled_retry
+    assert first.requested_delay <= 0.01 and first.scheduled_retry
     acc = accounting(history, task_name="fetch_and_cache_joke")
     assert (acc["succeeded"], acc["failed"], acc["lost"], acc["duplicate_effects"]) == (2, 1, 0, 1)
 
