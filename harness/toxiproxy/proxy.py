@@ -60,7 +60,12 @@ WRAPPER_FIELDS = {
 
 
 def split_host_port(address: str, op: str) -> tuple[str, int]:
-    """Go's ``net.SplitHostPort`` plus a numeric port, with Go-style error text."""
+    """Go's ``net.SplitHostPort`` plus a numeric port, with Go-style error text.
+
+    An empty address means every interface and a free port, as in ``net.Listen("tcp", "")``.
+    """
+    if address == "":
+        return "", 0
     if address.startswith("["):
         end = address.find("]")
         if end < 0:

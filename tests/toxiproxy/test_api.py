@@ -116,6 +116,12 @@ def test_create_answers_201_and_index_is_sorted(api: httpx.Client) -> None:
     assert text.index('"a":') < text.index('"b":') < text.index('"c":')  # Go sorts map keys
 
 
+def test_empty_listen_binds_every_interface(api: httpx.Client) -> None:
+    listen = api.post("/proxies", json={"name": "w", "upstream": "127.0.0.1:1"}).json()["listen"]
+    assert re.fullmatch(r"\[::\]:\d+", listen) or re.fullmatch(r"0\.0\.0\.0:\d+", listen)
+    assert listening(f"127.0.0.1:{listen.rsplit(':', 1)[1]}")
+
+
 def test_create_twice_is_409(tp: Toxiproxy, api: httpx.Client) -> None:
     assert create(api, name="a", upstream="127.0.0.1:1").status_code == 201
     assert_error(create(api, name="a", upstream="127.0.0.1:1"), 409, "proxy already exists")
