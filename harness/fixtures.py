@@ -127,9 +127,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 def _logs_dir(request: pytest.FixtureRequest, suffix: str = "") -> Path:
+    """``<reports-dir>/logs/<test id>``, emptied of an earlier run's logs."""
     reports = Path(request.config.getoption("--reports-dir"))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid).strip("_")[-120:]
-    return reports / "logs" / f"{slug}{suffix}"
+    directory = reports / "logs" / f"{slug}{suffix}"
+    for old in directory.glob("*.log"):
+        old.unlink()
+    return directory
 
 
 def _attach_logs_on_failure(request: pytest.FixtureRequest, stack: Stack) -> None:
