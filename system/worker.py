@@ -56,6 +56,10 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (
 
 _FIRST_RECONNECT_DELAY = 0.1
 
+#: Recovery and health checks jump the queue: with every slot busy they run at the next free
+#: one instead of behind the backlog (Procrastinate fetches by priority, then id).
+MAINTENANCE_PRIORITY = 10
+
 # Scheduling note: Procrastinate's periodic tasks (cron) tick once per second at best, and
 # a failing periodic deferrer stops the whole worker. Compressed-time runs need sub-second
 # intervals, so each session runs one small loop per periodic task instead. Every worker
@@ -292,6 +296,8 @@ class Supervisor:
 
     async def _schedule(self, app: App, task_name: str, interval: float) -> None:
         pool = db.pool_of(app)
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while not self.stopping:
             try:
                 async with asyncio.timeout(self.settings.db_pool_timeout + 1.0):
@@ -302,12 +308,15 @@ class Supervisor:
                         )
                         row = await cur.fetchone()
                     if not (row and row[0]):
-                        await app.configure_task(task_name).defer_async()
+                        priority = MAINTENANCE_PRIORITY if task_name != SCHEDULED_FETCH_TASK else 0
+                        await app.configure_task(task_name, priority=priority).defer_async()
             except AlreadyEnqueued:
                 pass
             except SESSION_ERRORS as exc:
                 logger.warning("could not defer %s: %s", task_name, _first_line(exc))
-            await asyncio.sleep(interval)
+            # fixed rate: the time spent deferring does not stretch the interval
+            due = max(due + interval, loop.time())
+            await asyncio.sleep(due - loop.time())
 
 
 def _listener_alive() -> bool:
