@@ -1,8 +1,9 @@
 """The images the docker backend uses: names (overridable by environment) and build recipes.
 
-Pure: nothing here talks to Docker. :mod:`harness.docker.build` turns a :class:`Recipe` into an
-image; the recipe's :meth:`Recipe.fingerprint` is stored in the image (``ENV``) so a changed
-recipe is rebuilt and an unchanged one is skipped.
+Pure: nothing here talks to Docker. :mod:`harness.docker.build` turns the :class:`Recipe` of
+the shared runtime rootfs into an image (debootstrap + chroot + ``docker import``) and each
+:class:`Derived` image into a thin ``docker build`` on top of it. Fingerprints are stored in the
+images (``ENV``) so a changed recipe is rebuilt and an unchanged one is skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from packaging.requirements import Requirement
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 FINGERPRINT_ENV = "BULLETPROOF_RECIPE"
 IMAGE_LABEL = "bulletproof.image"
 
@@ -136,38 +137,82 @@ def pinned_requirements(
     return tuple(sorted(seen.values()))
 
 
-def postgres_recipe(image: str = DEFAULT_POSTGRES_IMAGE) -> Recipe:
-    """PostgreSQL 15 from Debian with an entrypoint honouring the official image's variables."""
+RUNTIME_IMAGE = "bulletproof/runtime:bookworm"
+
+
+def runtime_recipe() -> Recipe:
+    """One Debian rootfs for both images: PostgreSQL 15 and Python 3.11 with the fake API's
+    libraries (host versions), plus the PostgreSQL entrypoint. Built once (one chroot, one
+    ``docker import``); the images are thin layers of metadata over it."""
     return Recipe(
-        key="postgres",
-        image=image,
-        packages=("postgresql-15",),
+        key="runtime",
+        image=RUNTIME_IMAGE,
+        packages=("postgresql-15", "python3"),
+        pip=pinned_requirements(FAKEAPI_DISTRIBUTIONS),
         pre_install={
             "/etc/postgresql-common/createcluster.conf": "create_main_cluster = false\n",
         },
         files={
             "/usr/local/bin/docker-entrypoint.sh": (ENTRYPOINT_SCRIPT.read_text(), 0o755),
         },
-        env={
-            "PATH": f"{POSTGRES_BIN}:{BASE_PATH}",
-            "PGDATA": "/var/lib/postgresql/data",
-            "LANG": "C.UTF-8",
-        },
-        entrypoint=("docker-entrypoint.sh",),
-        cmd=("postgres",),
-        expose=(5432,),
+        env={"LANG": "C.UTF-8"},
+        cmd=("bash",),
     )
 
 
-def python_recipe(image: str = DEFAULT_PYTHON_IMAGE) -> Recipe:
-    """Debian's Python 3.11 with the fake joke API's libraries at the host's versions."""
-    return Recipe(
+@dataclass(frozen=True)
+class Derived:
+    """An image made by ``docker build`` from a Dockerfile and a few context files."""
+
+    key: str
+    image: str
+    dockerfile: str
+    context: Mapping[str, str] = field(default_factory=dict)
+    """File name -> content (mode 0755) in the build context."""
+
+    def fingerprint(self) -> str:
+        """A short hash of the Dockerfile (its FROM names the parent) and the context."""
+        blob = json.dumps([self.dockerfile, dict(sorted(self.context.items()))])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def full_dockerfile(self) -> str:
+        """The Dockerfile plus the fingerprint and label instructions."""
+        return (
+            self.dockerfile.rstrip("\n")
+            + f"\nENV {FINGERPRINT_ENV}={self.fingerprint()}\nLABEL {IMAGE_LABEL}={self.key}\n"
+        )
+
+
+def _from_runtime(*lines: str) -> str:
+    return "\n".join(
+        [f"FROM {RUNTIME_IMAGE}", f"# runtime {runtime_recipe().fingerprint()}", *lines, ""]
+    )
+
+
+def postgres_image(image: str = DEFAULT_POSTGRES_IMAGE) -> Derived:
+    """PostgreSQL with an entrypoint honouring the official image's variables."""
+    return Derived(
+        key="postgres",
+        image=image,
+        dockerfile=_from_runtime(
+            f"ENV PATH={POSTGRES_BIN}:{BASE_PATH} PGDATA=/var/lib/postgresql/data",
+            'ENTRYPOINT ["docker-entrypoint.sh"]',
+            'CMD ["postgres"]',
+            "EXPOSE 5432",
+            "STOPSIGNAL SIGINT",
+        ),
+    )
+
+
+def python_image(image: str = DEFAULT_PYTHON_IMAGE) -> Derived:
+    """Python 3.11 with starlette and uvicorn: runs ``python3 -m harness.fakeapi``."""
+    return Derived(
         key="python",
         image=image,
-        packages=("python3",),
-        pip=pinned_requirements(FAKEAPI_DISTRIBUTIONS),
-        env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"},
-        cmd=("python3",),
+        dockerfile=_from_runtime(
+            "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
+            'CMD ["python3"]',
+        ),
     )
 
 
@@ -187,32 +232,40 @@ exec python3 -m harness.toxiproxy --host "$host" --port "$port"
 """
 
 
-def embedded_toxiproxy_dockerfile(python_image: str) -> str:
-    """A Dockerfile for a Toxiproxy-compatible image on ``python_image``; its build context holds
-    ``toxiproxy`` (:data:`EMBEDDED_TOXIPROXY_ENTRYPOINT`).
+def embedded_toxiproxy_image(python: str) -> Derived:
+    """A Toxiproxy-compatible image on the ``python`` image, running the embedded Toxiproxy.
 
     Lets the docker backend's Toxiproxy-in-a-container path run where the real image is absent.
     """
-    return "\n".join(
-        [
-            f"FROM {python_image}",
-            "COPY toxiproxy /toxiproxy",
-            "ENV PYTHONPATH=/opt/bulletproof",
-            f"LABEL {IMAGE_LABEL}=toxiproxy-embedded",
-            "EXPOSE 8474",
-            'ENTRYPOINT ["/toxiproxy"]',
-            'CMD ["-host=0.0.0.0"]',
-            "",
-        ]
+    return Derived(
+        key="toxiproxy-embedded",
+        image=EMBEDDED_TOXIPROXY_IMAGE,
+        dockerfile="\n".join(
+            [
+                f"FROM {python}",
+                "COPY toxiproxy /toxiproxy",
+                "ENV PYTHONPATH=/opt/bulletproof",
+                "EXPOSE 8474",
+                'ENTRYPOINT ["/toxiproxy"]',
+                'CMD ["-host=0.0.0.0"]',
+                "",
+            ]
+        ),
+        context={"toxiproxy": EMBEDDED_TOXIPROXY_ENTRYPOINT},
     )
 
 
-def recipes(images: Images | None = None) -> list[Recipe]:
-    """The recipes for the images in use that carry a default (locally buildable) name."""
+def derived_images(
+    images: Images | None = None, *, toxiproxy_embedded: bool = False
+) -> list[Derived]:
+    """The images to build: those in use that carry a default name (and, when asked, the
+    embedded Toxiproxy image on the Python image in use)."""
     images = images or Images.from_env()
     out = []
     if images.postgres == DEFAULT_POSTGRES_IMAGE:
-        out.append(postgres_recipe())
+        out.append(postgres_image())
     if images.python == DEFAULT_PYTHON_IMAGE:
-        out.append(python_recipe())
+        out.append(python_image())
+    if toxiproxy_embedded:
+        out.append(embedded_toxiproxy_image(images.python))
     return out

@@ -15,13 +15,15 @@ from harness.docker.images import (
     DEFAULT_TOXIPROXY_IMAGE,
     EMBEDDED_TOXIPROXY_ENTRYPOINT,
     FINGERPRINT_ENV,
+    RUNTIME_IMAGE,
     Images,
     Recipe,
-    embedded_toxiproxy_dockerfile,
+    derived_images,
+    embedded_toxiproxy_image,
     pinned_requirements,
-    postgres_recipe,
-    python_recipe,
-    recipes,
+    postgres_image,
+    python_image,
+    runtime_recipe,
 )
 
 
@@ -39,10 +41,31 @@ def test_image_names_default_and_overrides() -> None:
 
 
 def test_only_images_with_default_names_are_built() -> None:
-    keys = [r.key for r in recipes(Images.from_env({}))]
+    keys = [d.key for d in derived_images(Images.from_env({}))]
     assert keys == ["postgres", "python"]
     overridden = Images.from_env({"BULLETPROOF_POSTGRES_IMAGE": "postgres:16"})
-    assert [r.key for r in recipes(overridden)] == ["python"]
+    assert [d.key for d in derived_images(overridden)] == ["python"]
+    # The embedded Toxiproxy image builds on whichever Python image is in use, after it.
+    mine = Images.from_env({"BULLETPROOF_PYTHON_IMAGE": "mine/python:1"})
+    last = derived_images(mine, toxiproxy_embedded=True)[-1]
+    assert last.key == "toxiproxy-embedded"
+    assert last.dockerfile.splitlines()[0] == "FROM mine/python:1"
+
+
+def test_derived_images_build_on_the_runtime_and_carry_their_fingerprint() -> None:
+    pg, py = postgres_image(), python_image()
+    for derived in (pg, py):
+        lines = derived.full_dockerfile().splitlines()
+        assert lines[0] == f"FROM {RUNTIME_IMAGE}"
+        # The runtime's fingerprint is part of the Dockerfile: a new runtime rebuilds them.
+        assert f"# runtime {runtime_recipe().fingerprint()}" in lines
+        assert f"ENV {FINGERPRINT_ENV}={derived.fingerprint()}" in lines
+        assert f"LABEL bulletproof.image={derived.key}" in lines
+    assert pg.fingerprint() != py.fingerprint()
+    assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in pg.dockerfile
+    assert "STOPSIGNAL SIGINT" in pg.dockerfile  # fast shutdown, as the official image
+    assert "ENV PATH=/usr/lib/postgresql/15/bin:" in pg.dockerfile
+    assert 'CMD ["python3"]' in py.dockerfile
 
 
 def test_fingerprint_is_stable_and_follows_the_recipe() -> None:
@@ -62,15 +85,23 @@ def test_fingerprint_is_stable_and_follows_the_recipe() -> None:
 
 
 def test_import_changes_are_dockerfile_instructions() -> None:
-    recipe = postgres_recipe()
+    recipe = Recipe(
+        key="x",
+        image="x:1",
+        packages=("a",),
+        env={"PGDATA": "/data"},
+        entrypoint=("docker-entrypoint.sh",),
+        cmd=("postgres",),
+        expose=(5432,),
+    )
     changes = recipe.import_changes()
     assert f"ENV {FINGERPRINT_ENV}={recipe.fingerprint()}" in changes
+    assert "ENV PGDATA=/data" in changes
     assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in changes
     assert 'CMD ["postgres"]' in changes
     assert "EXPOSE 5432" in changes
-    assert "LABEL bulletproof.image=postgres" in changes
-    path = next(c for c in changes if c.startswith("ENV PATH="))
-    assert path.startswith("ENV PATH=/usr/lib/postgresql/15/bin:")
+    assert "LABEL bulletproof.image=x" in changes
+    assert any(c.startswith("ENV PATH=/usr/local/sbin:") for c in changes)
     # docker import accepts only these instructions (STOPSIGNAL, for one, is refused).
     allowed = {"ENV", "ENTRYPOINT", "CMD", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME"}
     assert {c.split()[0] for c in changes} <= allowed
@@ -80,8 +111,9 @@ def test_import_changes_are_dockerfile_instructions() -> None:
             assert isinstance(json.loads(change.split(" ", 1)[1]), list)
 
 
-def test_postgres_recipe_ships_the_entrypoint_and_no_default_cluster() -> None:
-    recipe = postgres_recipe()
+def test_runtime_ships_postgres_python_the_entrypoint_and_no_default_cluster() -> None:
+    recipe = runtime_recipe()
+    assert set(recipe.packages) == {"postgresql-15", "python3"}
     content, mode = recipe.files["/usr/local/bin/docker-entrypoint.sh"]
     assert content.startswith("#!/bin/sh")
     assert "POSTGRES_PASSWORD" in content and "POSTGRES_DB" in content
@@ -113,19 +145,20 @@ def test_pins_follow_dependencies_skipping_extras_and_foreign_markers() -> None:
     assert pins == ("dep-one==2.0", "dep-two==3.0", "shared==4.0", "top==1.0")
 
 
-def test_python_recipe_pins_the_fake_apis_libraries_at_host_versions() -> None:
+def test_runtime_pins_the_fake_apis_libraries_at_host_versions() -> None:
     from importlib import metadata
 
-    pins = dict(p.split("==") for p in python_recipe().pip)
+    pins = dict(p.split("==") for p in runtime_recipe().pip)
     assert pins["starlette"] == metadata.version("starlette")
     assert pins["uvicorn"] == metadata.version("uvicorn")
     assert "h11" in pins  # a dependency of uvicorn, found transitively
 
 
 def test_embedded_toxiproxy_dockerfile_and_flag_translation(tmp_path: Path) -> None:
-    dockerfile = embedded_toxiproxy_dockerfile("base/python:1")
-    assert dockerfile.splitlines()[0] == "FROM base/python:1"
-    assert 'ENTRYPOINT ["/toxiproxy"]' in dockerfile
+    image = embedded_toxiproxy_image("base/python:1")
+    assert image.dockerfile.splitlines()[0] == "FROM base/python:1"
+    assert 'ENTRYPOINT ["/toxiproxy"]' in image.dockerfile
+    assert image.context["toxiproxy"] == EMBEDDED_TOXIPROXY_ENTRYPOINT
     # The entrypoint speaks the real image's flags: run it with a python3 that echoes its argv.
     script = tmp_path / "toxiproxy"
     script.write_text(EMBEDDED_TOXIPROXY_ENTRYPOINT)
