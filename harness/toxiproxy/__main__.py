@@ -3,7 +3,8 @@
 Prints exactly one line ``toxiproxy: API listening on http://HOST:PORT`` on stdout once the API
 listens (HOST:PORT is the bound address, so ``--port 0`` shows the port picked). SIGTERM or SIGINT
 closes every listener and connection and exits 0. A bad argument prints one line on stderr and
-exits 2; an address that cannot be bound prints one line and exits 1. Logs go to stderr
+exits 2 (also for a host that does not resolve); an address that cannot be bound (in use, not
+ours) prints one line and exits 1. Logs go to stderr
 (``TOXIPROXY_LOG_LEVEL``, default ``WARNING``). ``--loop auto`` (the default) runs on uvloop when
 it is installed (optional: it makes the proxy cheaper per packet), else on asyncio's own loop.
 """
@@ -80,7 +81,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(
             f"toxiproxy: cannot listen on {args.host}:{args.port}: {err.message}", file=sys.stderr
         )
-        return 1
+        # A host that does not resolve or parse is a bad argument; a port in use is not.
+        return 2 if ("lookup" in err.message or "in address" in err.message) else 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -38,7 +38,15 @@ def run_cli(*args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize(
-    "args", [["--port", "abc"], ["--port", "70000"], ["--bogus"], ["--seed", "x"]]
+    "args",
+    [
+        ["--port", "abc"],
+        ["--port", "70000"],
+        ["--bogus"],
+        ["--seed", "x"],
+        ["--loop", "tokio"],
+        ["--host", "no-such-host.invalid"],
+    ],
 )
 def test_bad_arguments_one_line_exit_2(args: list[str]) -> None:
     result = run_cli(*args)
