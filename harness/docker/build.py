@@ -19,15 +19,18 @@ second. Needs root (debootstrap, chroot, mount) and a reachable engine (except `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.docker.engine import unreachable_reason
 from harness.docker.images import (
@@ -42,6 +45,7 @@ from harness.docker.images import (
     embedded_toxiproxy_image,
     runtime_recipe,
 )
+from harness.wait import WaitTimeout, wait_for
 
 PYTHON_SITE = "usr/local/lib/python3.11/dist-packages"
 # dpkg without fsync while building a throwaway rootfs (several times faster on a busy disk).
@@ -63,16 +67,39 @@ def log(msg: str) -> None:
     print(f"docker-build: {msg}", file=sys.stderr, flush=True)
 
 
-def _run(cmd: list[str], *, logfile: Path, step: str, **kwargs: object) -> None:
+def _run(cmd: list[str], *, logfile: Path, step: str, **kwargs: Any) -> None:
+    """Run one build step, output to ``logfile``; on interruption kill its whole process group
+    (debootstrap and dpkg leave children that would keep writing into the rootfs)."""
     with logfile.open("ab") as out:
         out.write(f"$ {' '.join(cmd)}\n".encode())
         out.flush()
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs)  # type: ignore[call-overload]
-    if done.returncode != 0:
-        tail = logfile.read_text(errors="replace").splitlines()[-15:]
-        raise BuildError(
-            f"{step} failed (exit {done.returncode}); log {logfile}:\n" + "\n".join(tail)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
         )
+        try:
+            code = proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            _wait_group_gone(proc.pid)
+            raise
+    if code != 0:
+        tail = logfile.read_text(errors="replace").splitlines()[-15:]
+        raise BuildError(f"{step} failed (exit {code}); log {logfile}:\n" + "\n".join(tail))
+
+
+def _wait_group_gone(pgid: int) -> None:
+    def gone() -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        os.killpg(pgid, signal.SIGKILL)
+        return False
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(gone, timeout=10, what=f"process group {pgid} to exit", interval=0.05)
 
 
 def base_tarball(cache: Path) -> Path:
@@ -82,8 +109,9 @@ def base_tarball(cache: Path) -> Path:
         return tarball
     cache.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=cache, prefix="debootstrap-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix="debootstrap-"))
+    try:
+        rootfs = tmp / "rootfs"
         (rootfs / UNSAFE_IO).parent.mkdir(parents=True)
         (rootfs / UNSAFE_IO).write_text("force-unsafe-io\n")  # read by dpkg inside debootstrap
         logfile = cache / "debootstrap.log"
@@ -103,6 +131,8 @@ def base_tarball(cache: Path) -> Path:
             step="tar base rootfs",
         )
         partial.rename(tarball)
+    finally:
+        _remove_tree(tmp)
     log(f"base rootfs cached at {tarball} in {time.monotonic() - start:.1f}s")
     return tarball
 
@@ -112,6 +142,21 @@ def _mounts_under(path: Path) -> list[str]:
     with open("/proc/mounts") as f:
         points = [line.split()[1] for line in f]
     return [p for p in points if p.startswith(prefix)]
+
+
+def _remove_tree(path: Path) -> None:
+    """Unmount whatever is mounted below ``path`` (deepest first), then delete it.
+
+    A build interrupted mid-way may leave /proc or debootstrap's /dev binds mounted there;
+    nothing is deleted while a mount remains.
+    """
+    for point in sorted(_mounts_under(path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    leftover = _mounts_under(path)
+    if leftover:
+        log(f"not removing {path}: still mounted {leftover}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def image_fingerprint(image: str) -> str | None:
@@ -150,7 +195,6 @@ def build_image(recipe: Recipe, base: Path, workdir: Path) -> float:
     logfile.write_text("")
     rootfs = workdir / f"{recipe.key}-rootfs"
     rootfs.mkdir()
-    proc_mounted = False
     try:
         _run(["tar", "-C", str(rootfs), "-xf", str(base)], logfile=logfile, step="unpack base")
         for path, content in recipe.pre_install.items():
@@ -164,7 +208,6 @@ def build_image(recipe: Recipe, base: Path, workdir: Path) -> float:
         unsafe_io.write_text("force-unsafe-io\n")
         shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
         _run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], logfile=logfile, step="mount")
-        proc_mounted = True
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         chroot = ["chroot", str(rootfs)]
         _run([*chroot, "apt-get", "update", "-q"], logfile=logfile, step="apt-get update", env=env)
@@ -184,7 +227,6 @@ def build_image(recipe: Recipe, base: Path, workdir: Path) -> float:
         )
         _run([*chroot, "apt-get", "clean"], logfile=logfile, step="apt-get clean", env=env)
         _run(["umount", str(rootfs / "proc")], logfile=logfile, step="umount")
-        proc_mounted = False
         shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
         policy.unlink()
         unsafe_io.unlink()
@@ -221,13 +263,7 @@ def build_image(recipe: Recipe, base: Path, workdir: Path) -> float:
             if tar.wait() != 0 or done.returncode != 0:
                 raise BuildError(f"docker import of {recipe.image} failed; log {logfile}")
     finally:
-        if proc_mounted:
-            subprocess.run(["umount", "-l", str(rootfs / "proc")], check=False)
-        leftover = _mounts_under(rootfs)
-        if leftover:  # never delete through a mount point
-            log(f"not removing {rootfs}: still mounted {leftover}")
-        else:
-            shutil.rmtree(rootfs, ignore_errors=True)
+        _remove_tree(rootfs)
     return time.monotonic() - start
 
 
@@ -296,6 +332,10 @@ def build(*, force: bool = False, toxiproxy_embedded: bool = False) -> dict[str,
     return timings
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 1 with the failing step's log tail on error."""
     parser = argparse.ArgumentParser(prog="python -m harness.docker.build", description=__doc__)
@@ -311,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only debootstrap the cached base rootfs (needs no Docker engine)",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (e.g. from .ci/docker-smoke's exit trap) unwinds like Ctrl-C: the running step's
+    # child is killed and the temp rootfs is unmounted and removed.
+    signal.signal(signal.SIGTERM, _terminate)
     start = time.monotonic()
     try:
         if args.base_only:
