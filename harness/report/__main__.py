@@ -4,14 +4,44 @@ from __future__ import annotations
 
 import argparse
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.build import build, summary_lines
 
+MAX_ERROR = 2000
+
+
+def junit_failures(path: Path) -> dict[str, tuple[str, str]]:
+    """Failed or errored scenario tests in a junit.xml, keyed as :func:`build.apply_failures`
+    wants (``test_<name>`` -> ``name``). A missing or unreadable file gives nothing."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for case in root.iter("testcase"):
+        classname = case.get("classname") or ""
+        if not classname.startswith("scenarios."):
+            continue
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is None:
+            continue
+        module = classname.rsplit(".", 1)[-1].removeprefix("test_")
+        test = (case.get("name") or "").split("[", 1)[0].removeprefix("test_") or module
+        message = (problem.get("message") or "").strip()
+        detail = (problem.text or "").strip()[-MAX_ERROR:]
+        text = f"scenarios/test_{module}.py::{case.get('name')}: {message}"
+        out[test] = (module, f"{text}\n\n{detail}" if detail else text)
+    return out
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Rebuild ``results.json`` and ``index.html`` from ``results/`` and ``histories/``.
+    """Rebuild ``results.json`` and ``index.html`` from ``results/`` and ``histories/``
+    (and failed scenario tests recorded in ``junit.xml``, as the pytest plugin does).
 
     Exit status: 0 when the overall verdict is pass, 1 on fail or unknown, 2 on bad input.
     """
@@ -31,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    built = build(reports_dir)
+    built = build(reports_dir, failures=junit_failures(reports_dir / "junit.xml"))
     print("\n".join(summary_lines(built)))
     return 0 if built.doc["verdict"] == "pass" else 1
 

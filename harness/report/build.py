@@ -41,7 +41,9 @@ def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> 
     convention, the scenario's name: ``test_worker_crash__defect_x`` -> ``worker_crash__defect_x``)
     to ``(module, error)``, module being ``worker_crash`` for ``scenarios/test_worker_crash.py``.
     A failed test whose scenario wrote no result gets an entry of its own (verdict unknown, the
-    error); a result that says ``pass`` although its test failed gets the error (-> unknown).
+    error); a result that says ``pass`` although its test failed gets the error (-> unknown),
+    and so does a mutation whose verdict is ``fail`` although its test failed (it failed on
+    other invariants than expected: not a clean catch).
     """
     out = [dict(r) for r in raw]
     names = {str(r.get("scenario")) for r in out}
@@ -55,8 +57,14 @@ def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> 
             names.add(stem)
             continue
         for r in mine:
-            passed = r.get("verdict") == "pass" and r.get("expected_verdict") != "fail"
-            if passed and not r.get("error"):
+            if r.get("error"):
+                continue
+            mutation = r.get("expected_verdict") == "fail" or results.DEFECT_MARK in str(
+                r.get("scenario")
+            )
+            if mutation and r.get("verdict") == "fail":
+                r["error"] = f"the mutation's test failed: {error}"
+            elif not mutation and r.get("verdict") == "pass":
                 r["error"] = f"the scenario's test failed although its verdict is pass: {error}"
     out.sort(key=lambda r: str(r.get("scenario")))
     return out

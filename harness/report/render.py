@@ -271,16 +271,18 @@ def _mutation_table(mutations: Sequence[Json]) -> str:
         word = {"caught": "checker caught the defect", "missed": "DEFECT NOT DETECTED"}.get(
             s["outcome"], "undecided"
         )
+        wanted = ", ".join(s.get("expected_failing") or []) or "any"
         rows.append(
             f'<tr><td><a href="#{scenario_anchor(s["scenario"])}">{e(s["scenario"])}</a></td>'
-            f"<td><code>{e(s.get('defect'))}</code></td><td>{badge(s['verdict'])}</td>"
+            f"<td><code>{e(s.get('defect'))}</code></td><td>{e(wanted)}</td>"
+            f"<td>{badge(s['verdict'])}</td>"
             f"<td>{e(', '.join(failed) or '—')}</td><td>{badge(s['outcome'], word)}</td></tr>"
         )
     return (
         '<h2 id="mutations">Mutation checks: deliberate defects the checker must catch</h2>'
         '<p class="note">Each row runs a scenario against a system with a defect switched on '
         "(BULLETPROOF_DEFECTS). A failed verdict is the expected, good outcome.</p>"
-        "<table><thead><tr><th>scenario</th><th>defect</th><th>verdict</th>"
+        "<table><thead><tr><th>scenario</th><th>defect</th><th>must fail</th><th>verdict</th>"
         "<th>invariants that failed</th><th>result</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

@@ -51,11 +51,23 @@ def merge_verdicts(verdicts: Iterable[str]) -> str:
     return "pass"
 
 
-def outcome_of(verdict: str, expected: str) -> str:
-    """What a verdict means: ``pass|fail|unknown`` or, for a mutation, ``caught|missed|unknown``."""
+def outcome_of(
+    verdict: str,
+    expected: str,
+    failed: Iterable[str] = (),
+    expected_failing: Iterable[str] = (),
+) -> str:
+    """What a verdict means: ``pass|fail|unknown`` or, for a mutation, ``caught|missed|unknown``.
+
+    A mutation is caught when its verdict is fail and, if ``expected_failing`` names
+    invariants, at least one of them is among the ``failed`` ones.
+    """
     if expected != "fail":
         return verdict
-    return {"fail": "caught", "pass": "missed"}.get(verdict, "unknown")
+    if verdict == "fail":
+        wanted = set(expected_failing)
+        return "caught" if not wanted or wanted & set(failed) else "missed"
+    return "missed" if verdict == "pass" else "unknown"
 
 
 def outcome_counts_as(outcome: str) -> str:
@@ -127,6 +139,11 @@ def normalise_scenario(raw: Mapping[str, Any], run: Mapping[str, Any]) -> Json:
     expected = raw.get("expected_verdict")
     if expected not in VERDICTS:
         expected = "fail" if DEFECT_MARK in name else "pass"
+    expected_failing = [str(x) for x in _as_list(raw.get("expected_failing"))]
+    failed = [v["name"] for v in invariants if v["status"] == "fail"]
+    outcome = outcome_of(str(verdict), str(expected), failed, expected_failing)
+    if error and outcome == "caught":  # the test itself says something went wrong
+        outcome = "unknown"
     seed = raw.get("seed", run.get("seed"))
     backend = str(run.get("backend") or "local")
     profile = str(run.get("profile") or "fast")
@@ -136,7 +153,8 @@ def normalise_scenario(raw: Mapping[str, Any], run: Mapping[str, Any]) -> Json:
         "seed": seed,
         "verdict": verdict,
         "expected_verdict": expected,
-        "outcome": outcome_of(str(verdict), str(expected)),
+        "outcome": outcome,
+        "expected_failing": expected_failing,
         "defect": name.split(DEFECT_MARK, 1)[1] if DEFECT_MARK in name else raw.get("defect"),
         "error": str(error) if error else None,
         "duration": _num(raw.get("duration")),

@@ -105,6 +105,24 @@ def test_failed_scenarios_still_get_a_report_and_stale_results_are_left_out(
         "unknown beta: scenarios/test_beta.py::test_beta (call): RuntimeError: fixture exploded:"
         in done.stdout
     )
+    # offline, the failed test comes back from junit.xml
+    (project / "reports" / "custom.xml").rename(project / "reports" / "junit.xml")
+    (project / "reports" / "results.json").unlink()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    offline = subprocess.run(
+        [sys.executable, "-m", "harness.report"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert offline.returncode == 1, offline.stderr
+    again = json.loads((project / "reports" / "results.json").read_text("utf-8"))
+    beta = next(s for s in again["scenarios"] if s["scenario"] == "beta")
+    assert beta["verdict"] == "unknown"
+    assert "RuntimeError: fixture exploded: <script>alert(3)</script>" in beta["error"]
 
 
 def test_runs_without_scenarios_write_nothing(project: Path) -> None:

@@ -43,6 +43,7 @@ def test_passing_run_reads_bulletproof_with_the_defect_caught(passing: tuple) ->
         [
             "idempotency__defect_plain-insert",
             "plain-insert",
+            "any",
             "fail",
             "no_duplicate_effects",
             "checker caught the defect",

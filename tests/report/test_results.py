@@ -41,6 +41,19 @@ def test_mutation_outcomes_and_overall_verdict() -> None:
     assert doc["verdict"] == "pass"
     missed = results.aggregate({}, [_scenario("job_timeout__defect_no-timeout", "pass")])
     assert missed["scenarios"][0]["outcome"] == "missed" and missed["verdict"] == "fail"
+    # failing, but not on the invariant the defect should break: not a catch
+    elsewhere = results.aggregate(
+        {}, [_scenario("idempotency__defect_p", "pass", "fail", expected_failing=["inv0"])]
+    )
+    assert elsewhere["scenarios"][0]["outcome"] == "missed"
+    on_target = results.aggregate(
+        {}, [_scenario("idempotency__defect_p", "fail", "pass", expected_failing=["inv0"])]
+    )
+    assert on_target["scenarios"][0]["outcome"] == "caught"
+    contradicted = results.aggregate(
+        {}, [_scenario("idempotency__defect_p", "fail", error="the checker MISSED the defect")]
+    )
+    assert contradicted["scenarios"][0]["outcome"] == "unknown"
 
 
 def test_defaults_fill_every_documented_key() -> None:
@@ -111,8 +124,15 @@ def test_pytest_failures_fold_into_results() -> None:
         "verdict": "unknown",
         "error": "fixture <error>",
     }
-    # the mutation's own failure is its "missed" outcome; the sibling scenario is untouched
+    # a mutation whose verdict passed is already "missed"; the sibling scenario is untouched
     assert "error" not in by["worker_crash__defect_x"] and "error" not in by["worker_crash"]
+    caught_but_failed = apply_failures(
+        [_scenario("idempotency__defect_p", "fail", verdict="fail", expected_verdict="fail")],
+        {"idempotency__defect_p": ("idempotency", "MISSED: expected no_duplicate_effects")},
+    )
+    assert caught_but_failed[0]["error"] == (
+        "the mutation's test failed: MISSED: expected no_duplicate_effects"
+    )
     # a test not named after its scenario falls back to the module's scenario
     assert "assert 1 == 2" in by["network_cut"]["error"]
 
