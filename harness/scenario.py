@@ -54,6 +54,7 @@ from harness.nemesis import Nemesis
 from harness.profiles import Profile
 from harness.stack import Stack
 from harness.wait import WaitTimeout, wait_for
+from system.api import HEARTBEAT_FRESHNESS
 
 TERMINAL = ("succeeded", "failed", "cancelled", "aborted")
 DEFECT_MARK = "__defect_"
@@ -285,6 +286,38 @@ class ScenarioRun:
             + p.worker_heartbeat_interval
             + p.worker_poll_interval
             + scheduling_slack(history, floor=SLACK_FLOOR)
+        )
+
+    def health_interval(self) -> float:
+        """How often to sample ``/health``: often enough to see a heartbeat go stale."""
+        return min(0.1, self.profile.worker_heartbeat_interval / 2)
+
+    def health_budgets(self, history: History) -> tuple[dict[str, float], float]:
+        """(detect budgets per fault kind, recover budget) for ``/health``, from the
+        configuration: 503 once the freshest heartbeat is older than the SUT's freshness limit
+        (worker faults) or the database stops answering (bounded by the API's database
+        timeout); 200 again once the worker is back and has written a heartbeat."""
+        p = self.profile
+        sample = self.health_interval() + scheduling_slack(history, floor=SLACK_FLOOR)
+        worker = HEARTBEAT_FRESHNESS * p.worker_heartbeat_interval + sample
+        database = min(p.db_pool_timeout, 5.0) + sample
+        detect = {
+            "kill": worker,
+            "sigterm": worker,
+            "pg_kill": database,
+            "pg_restart": database,
+            "proxy_down": database,
+            "*": max(worker, database),
+        }
+        recover = self.reconnect_budget(history) + p.worker_heartbeat_interval + sample
+        return detect, recover
+
+    def saw_health(self, since: float, *, healthy: bool) -> bool:
+        """Whether ``/health`` answered 200 (``healthy``) or anything else since ``since``."""
+        return any(
+            (o.value == 200) == healthy
+            for o in self.writer.history.observations("health_status")
+            if o.t >= since
         )
 
     # -- the end ----------------------------------------------------------------------------

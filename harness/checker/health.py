@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
@@ -15,13 +15,14 @@ OBSERVATION = "health_status"
 def check_health_transitions(
     history: History,
     *,
-    detect_budget: float,
+    detect_budget: float | Mapping[str, float],
     recover_budget: float,
     fault_kinds: Iterable[str] | None = None,
 ) -> Verdict:
     """From ``health_status`` observations (HTTP status, or null when /health did not answer):
 
-    - a fault window lasting at least ``detect_budget`` shows a non-200 inside it;
+    - a fault window lasting at least ``detect_budget`` shows a non-200 inside it (one budget,
+      or one per fault kind with ``"*"`` as the default);
     - after the window ends, a 200 comes within ``recover_budget``;
     - once healthy, a non-200 outside every [start, end + recover_budget] window is a false alarm;
     - the last observation is 200.
@@ -33,7 +34,9 @@ def check_health_transitions(
     obs = [(o.t, o.value) for o in history.observations(OBSERVATION)]
     figures: dict[str, Any] = {
         "samples": len(obs),
-        "detect_budget": detect_budget,
+        "detect_budget": detect_budget
+        if isinstance(detect_budget, float | int)
+        else dict(detect_budget),
         "recover_budget": recover_budget,
         "transitions": [],
     }
@@ -44,13 +47,15 @@ def check_health_transitions(
         assert f.end is not None
         label = f"{f.kind_} {f.target} [{f.start:.3f}, {f.end:.3f}]"
         during = [t for t, v in obs if f.start <= t <= f.end and v != 200]
-        if f.end - f.start >= detect_budget:
-            if not during:
-                evidence.append(f"{label}: /health never left 200 during the fault")
-            else:
-                figures["transitions"].append(
-                    {"fault": label, "to_unhealthy": round(during[0] - f.start, 4)}
-                )
+        if during:
+            figures["transitions"].append(
+                {"fault": label, "to_unhealthy": round(during[0] - f.start, 4)}
+            )
+        elif f.end - f.start >= _budget(detect_budget, f.kind_):
+            evidence.append(
+                f"{label}: /health never left 200 during the fault "
+                f"(detection budget {_budget(detect_budget, f.kind_):.3f}s)"
+            )
         healthy = [t for t, v in obs if t >= f.end and v == 200]
         if not healthy or healthy[0] - f.end > recover_budget:
             late = "never" if not healthy else f"after {healthy[0] - f.end:.3f}s"
@@ -81,3 +86,9 @@ def check_health_transitions(
         f"{recover_budget:.3f}s ({len(obs)} samples)",
         figures,
     )
+
+
+def _budget(budget: float | Mapping[str, float], kind: str) -> float:
+    if isinstance(budget, int | float):
+        return float(budget)
+    return float(budget.get(kind, budget.get("*", 0.0)))

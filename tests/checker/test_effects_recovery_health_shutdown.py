@@ -211,3 +211,59 @@ def test_graceful_shutdown_only_judges_the_signalled_workers_jobs() -> None:
     assert v.status == PASS and v.figures["shutdowns"][0]["in_flight"] == 1
     b.fault("sigterm", "worker:w2", 1.0, 1.5, exit_code=0)  # without a job list: all count
     assert check_graceful_shutdown(b.history, worker_timeout=1.0, tolerance=0.2).status == FAIL
+
+
+def _outage(progress_at: float | None) -> HistoryBuilder:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 0.5)  # done before the outage: not pending
+    b.submit(2, 1.0)
+    b.run(2, 1.1, 1.2, "retry", retry_in=2.0)  # failed in the outage, retry due at 3.2
+    b.submit(3, 1.5)  # queued during the outage
+    if progress_at is not None:
+        b.run(2, 3.3, 3.4)
+        b.run(3, progress_at, progress_at + 0.1)
+    b.fault("proxy_down", "dblink", 1.0, 2.0)
+    return b
+
+
+def test_recovery_latency_progress_mode_pass_and_fail() -> None:
+    ok = check_recovery_latency(
+        _outage(2.5).build(),
+        budget=1.0,
+        fault_kinds=("proxy_down",),
+        target_prefix="dblink",
+        progress=True,
+    )
+    assert ok.status == PASS, ok.evidence
+    latencies = {r["job_id"]: r["latency"] for r in ok.figures["recoveries"]}
+    assert latencies == {2: 0.1, 3: 0.5}  # job 2 counted from its retry time, not the fault
+    late = check_recovery_latency(
+        _outage(3.5).build(),
+        budget=1.0,
+        fault_kinds=("proxy_down",),
+        target_prefix="dblink",
+        progress=True,
+    )
+    assert late.status == FAIL and "job 3 progressed 1.500s" in late.evidence[0]
+    never = check_recovery_latency(
+        _outage(None).build(),
+        budget=1.0,
+        fault_kinds=("proxy_down",),
+        target_prefix="dblink",
+        progress=True,
+    )
+    assert never.status == FAIL and "never progressed" in never.evidence[0]
+
+
+def test_health_detection_budget_per_fault_kind() -> None:
+    samples = [(0.0, 200), (2.5, 200), (3.9, 200), (4.3, 200)]
+    budgets = {"pg_kill": 3.0, "*": 1.0}  # the 2 s window is shorter than the pg_kill budget
+    v = check_health_transitions(
+        _health(samples, (2.0, 4.0)).build(), detect_budget=budgets, recover_budget=1.0
+    )
+    assert v.status == PASS, v.evidence
+    v = check_health_transitions(
+        _health(samples, (2.0, 4.0)).build(), detect_budget={"*": 1.0}, recover_budget=1.0
+    )
+    assert v.status == FAIL and "detection budget 1.000s" in v.evidence[0]
