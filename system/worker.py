@@ -214,6 +214,7 @@ class Supervisor:
                 return "Procrastinate's worker stopped by itself (a side task failed)"
             assert watchdog is not None
             reason = watchdog.result()
+            logger.warning("worker session lost (%s): stopping it to start afresh", reason)
             await self._end_worker(worker, run_task)
             return reason
         finally:
@@ -222,12 +223,13 @@ class Supervisor:
                 task.cancel()
             if run_task is not None and not run_task.done():
                 run_task.cancel()
-            await asyncio.gather(*side_tasks, return_exceptions=True)
-            if run_task is not None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait({run_task}, timeout=2.0)
-                if run_task.done() and not run_task.cancelled():
-                    run_task.exception()  # retrieved: logged above when it mattered
+            # Bounded waits, never an unbounded await of a cancellation: psycopg cancels a
+            # query on a blackholed connection by trying the server for up to 10 s.
+            leftovers = [*side_tasks, *([run_task] if run_task is not None else [])]
+            for task in leftovers:
+                task.add_done_callback(db.retrieve_outcome)
+            if leftovers:
+                await asyncio.wait(leftovers, timeout=2.0)
             await db.close_pool(pool, timeout=2.0)
 
     async def _wait_registered(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
@@ -271,13 +273,20 @@ class Supervisor:
             worker_id = worker.worker_id
             if worker_id is None or run_task.done():
                 continue
-            try:
-                async with asyncio.timeout(budget):
-                    await app.job_manager.update_heartbeat(worker_id)
-            except SESSION_ERRORS as exc:
+            beat = asyncio.create_task(app.job_manager.update_heartbeat(worker_id))
+            beat.add_done_callback(db.retrieve_outcome)
+            await asyncio.wait({beat}, timeout=budget)
+            failure: str | None
+            if not beat.done():
+                beat.cancel()  # not awaited: see the note in _session's cleanup
+                failure = f"no answer within {format_duration(budget)}"
+            else:
+                exc = beat.exception()
+                failure = None if exc is None else f"{type(exc).__name__}: {_first_line(exc)}"
+            if failure is not None:
                 if self.stopping:
                     continue
-                return f"heartbeat write failed: {type(exc).__name__}: {_first_line(exc)}"
+                return f"heartbeat write failed: {failure}"
             if not self.stopping and not _listener_alive():
                 return "LISTEN connection lost"
 
