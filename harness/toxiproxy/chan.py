@@ -164,7 +164,7 @@ class Stub:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
         if self.task is not None and not self.task.done():
-            await asyncio.shield(self.task)
+            await asyncio.wait({self.task})  # never raises, even if the task was cancelled
         return not self.closed
 
     def cancel(self) -> None:

@@ -151,6 +151,7 @@ class Link:
         self.eof = False  # the source ended (fast path)
         self.done = False  # the destination was closed by this link
         self.dead = False  # a stub closed: the link is ending, chain edits are ignored
+        self.editing = False  # a chain edit is awaiting stubs: no fast-path switch meanwhile
         self._dest_ready: asyncio.Event | None = None
 
     # -- start ---------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class Link:
 
     def _try_collapse(self) -> bool:
         """Back to the fast path when only the noop is left and nothing is in flight."""
-        if len(self.stubs) != 1 or self.dead or self.eof:
+        if len(self.stubs) != 1 or self.dead or self.eof or self.editing:
             return False
         stub = self.stubs[0]
         assert self.input is not None and self.output is not None
@@ -274,47 +275,58 @@ class Link:
         if self.done or self.dead:
             return
         if self.fast:
-            if self.eof:
-                return
-            self._build_pipeline(chain)
+            if not self.eof:
+                self._build_pipeline(chain)
             return
-        last = self.stubs[-1]
-        newin = Chan(wrapper.toxic.buffer_size)
-        stub = Stub(newin, last.output, self.rng)
-        stub.state = wrapper.toxic.new_state()
-        if await last.interrupt():
-            last.output = newin
-            self.stubs.append(stub)
-            stub.start(wrapper)
-            last.start(chain[len(self.stubs) - 2])
-        else:
-            self.dead = True
+        self.editing = True
+        try:
+            last = self.stubs[-1]
+            newin = Chan(wrapper.toxic.buffer_size)
+            stub = Stub(newin, last.output, self.rng)
+            stub.state = wrapper.toxic.new_state()
+            if await last.interrupt() and not self.conn.closed:
+                last.output = newin
+                self.stubs.append(stub)
+                stub.start(wrapper)
+                last.start(chain[len(self.stubs) - 2])
+            else:
+                self.dead = True
+        finally:
+            self.editing = False
 
     async def update_toxic(self, wrapper: ToxicWrapper) -> None:
         if self.fast or self.dead or wrapper.index >= len(self.stubs):
             return
-        stub = self.stubs[wrapper.index]
-        if await stub.interrupt():
-            stub.start(wrapper)
+        self.editing = True
+        try:
+            stub = self.stubs[wrapper.index]
+            if await stub.interrupt() and not self.conn.closed:
+                stub.start(wrapper)
+        finally:
+            self.editing = False
 
     async def remove_toxic(self, wrapper: ToxicWrapper, index: int, prev: ToxicWrapper) -> None:
         if self.fast or self.dead or index >= len(self.stubs):
             return
-        stub = self.stubs[index]
-        if not await stub.interrupt():
-            self.dead = True
-            return
-        if wrapper.toxic.closes_on_removal:
-            stub.close()
-            self.dead = True
-            return
-        before = self.stubs[index - 1]
-        restart = await before.interrupt()
-        stub.input.drain_into(stub.output)
-        before.output = stub.output
-        del self.stubs[index]
-        if restart:
-            before.start(prev)
+        self.editing = True
+        try:
+            stub = self.stubs[index]
+            if not await stub.interrupt() or self.conn.closed:
+                self.dead = True
+                return
+            if wrapper.toxic.closes_on_removal:
+                stub.close()
+                self.dead = True
+                return
+            before = self.stubs[index - 1]
+            restart = await before.interrupt() and not self.conn.closed
+            stub.input.drain_into(stub.output)
+            before.output = stub.output
+            del self.stubs[index]
+            if restart:
+                before.start(prev)
+        finally:
+            self.editing = False
         if len(self.stubs) == 1 and self.output is not None:
             self.output.wake_readers()  # the writer re-checks whether the fast path can resume
 
