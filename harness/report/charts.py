@@ -124,8 +124,15 @@ def timeline_chart(
     rows = {key: i for i, key in enumerate(job_ids)}
     height = min(2.6 + 0.14 * len(job_ids), 10.0)
     with _rc():
-        fig = _figure(11, height + 1.6)
-        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[height, 1.6])
+        health = [
+            o
+            for o in history.of_kind("observation")
+            if o.get("name") == "health_status" and _is_num(o.get("t"))
+        ]
+        ratios = [height, 1.6, 0.7] if health else [height, 1.6]
+        fig = _figure(11, sum(ratios))
+        axes = fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios)
+        top, bottom = axes[0], axes[1]
         seen: set[str] = set()
         for job_id, job_runs in runs.items():
             y = rows[row_key(job_id)]
@@ -156,7 +163,7 @@ def timeline_chart(
             end = float(end_raw) if isinstance(end_raw, int | float) else t_end
             kind = fault_kind(fault)
             colour = kinds.setdefault(kind, FAULT_COLOURS[len(kinds) % len(FAULT_COLOURS)])
-            for ax in (top, bottom):
+            for ax in axes:
                 ax.axvspan(start - t0, end - t0, color=colour, alpha=0.13, linewidth=0)
                 ax.axvline(start - t0, color=colour, linewidth=0.8, alpha=0.7)
             top.text(
@@ -198,8 +205,10 @@ def timeline_chart(
                 frameon=False,
             )
         _throughput(bottom, history, t0, left, span, ours)
-        bottom.set_xlim(left, left + span * 1.01)
-        bottom.set_xlabel("seconds since scenario start")
+        if health:
+            _health(axes[2], health, t0)
+        axes[-1].set_xlim(left, left + span * 1.01)
+        axes[-1].set_xlabel("seconds since scenario start")
         return to_svg(fig, chart_id)
 
 
@@ -231,6 +240,24 @@ def _throughput(
     ax.set_ylabel("submitted jobs/s")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
+def _health(ax: Any, samples: Sequence[Mapping[str, Any]], t0: float) -> None:
+    """``/health`` samples as a strip: green 200, red anything else (null: no answer)."""
+    for ok in (True, False):
+        xs = [float(o["t"]) - t0 for o in samples if (o.get("value") == 200) == ok]
+        if xs:
+            ax.scatter(
+                xs,
+                [0] * len(xs),
+                marker="|",
+                s=120,
+                color=PASS if ok else FAIL,
+                label="/health 200" if ok else "/health not 200",
+            )
+    ax.set_yticks([])
+    ax.set_ylabel("/health", rotation=0, ha="right", va="center")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.2), fontsize=8, frameon=False)
 
 
 def _is_num(value: object) -> bool:

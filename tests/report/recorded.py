@@ -140,6 +140,9 @@ def network_cut(reports: Path, rng: random.Random) -> None:
                 b.effect(f"joke-{job_id}", end)
     b.fault("proxy_down", "jokeapi", 0.0, 1.0)
     b.fault("reset_peer", "jokeapi", 1.2, None)
+    for n in range(20):  # /health samples: 503 while the link is down, no answer once
+        at = 0.2 * n
+        b.observe("health_status", None if n == 7 else 503 if at < 1.0 else 200, at)
     h = b.build(4.0)
     # A hostile joke in a lost job's submission, to be shown (escaped) in its event trail.
     h.add(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,12 @@ def test_charts_are_inline_svg_per_scenario(failing: tuple) -> None:
         assert f"chart-timeline-{name}" in ids
     assert {"chart-backoff-network_cut", "chart-backoff-backoff_schedule"} <= ids
     assert "chart-recovery-worker_crash" in ids
+    # /health samples get a strip under the network_cut timeline, and only there
+    charts = re.findall(r'<svg id="chart-timeline-([^"]+)".*?</svg>', html, flags=re.S)
+    starts = [m.start() for m in re.finditer(r'<svg id="chart-timeline-', html)]
+    bodies = [html[i : html.index("</svg>", i)] for i in starts]
+    with_health = [name for name, body in zip(charts, bodies, strict=True) if "/health" in body]
+    assert with_health == ["network_cut"]
     assert "chart-timeline-database_drop" not in ids  # no history: no chart, and a note
     assert "History not available" in html
     assert "<?xml" not in html and "<!DOCTYPE svg" not in html
