@@ -23,6 +23,7 @@ from harness.checker import (
 )
 from harness.history import History
 from harness.nemesis import Nemesis
+from harness.profiles import get_profile
 from harness.scenario import ScenarioRun, settle_budget
 from system.jokes import HTTP_TIMEOUT
 
@@ -83,8 +84,17 @@ def _run_phase(sc: ScenarioRun, fault: FaultFactory, failures: int, jobs: int) -
     return ids
 
 
-def test_network_cut(scenario) -> None:  # type: ignore[no-untyped-def]
-    with scenario("network_cut", title=TITLE, claims=CLAIMS) as sc:
+def compressed(profile_name: str) -> dict[str, float]:
+    """This scenario's settings: the job timeout at a third of the profile's (faults that end
+    a run only by a timeout cost one each) and the backoff capped at twice its base (the
+    never-healed phase waits through every delay)."""
+    p = get_profile(profile_name)
+    return {"job_timeout": p.job_timeout / 3, "retry_max_delay": 2 * p.retry_base_delay}
+
+
+def test_network_cut(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+    settings = compressed(pytestconfig.getoption("--profile"))
+    with scenario("network_cut", title=TITLE, claims=CLAIMS, settings=settings) as sc:
         p = sc.profile
         expected: dict[int, str] = {}
         for name, fault, failures in PHASES:
