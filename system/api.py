@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 import uvicorn
 from fastapi import Body, FastAPI, HTTPException
@@ -25,6 +25,9 @@ from system.tasks import FETCH_TASK, build_app
 from system.worker import Supervisor, install_stop_signals
 
 logger = logging.getLogger("system.api")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: What "the database is not answering" looks like from here.
 _DOWN: tuple[type[BaseException], ...] = (*db.DB_ERRORS, TimeoutError, ConnectorException)
@@ -47,6 +50,21 @@ class FetchJokeRequest(BaseModel):
     )
 
 
+async def bounded(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Await ``coro`` for at most ``timeout`` seconds, then raise ``TimeoutError``.
+
+    Unlike ``asyncio.timeout`` this does not wait for the cancellation to finish: psycopg
+    cancels a query on a blackholed connection by trying the server for up to 10 s.
+    """
+    task = asyncio.create_task(coro)
+    task.add_done_callback(db.retrieve_outcome)
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():
+        task.cancel()
+        raise TimeoutError(f"no answer from the database within {timeout:g}s")
+    return task.result()
+
+
 def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     """The FastAPI application; ``app`` (opened by the lifespan) defers and reads jobs."""
     procrastinate_app = app or build_app(settings, db.api_connector(settings))
@@ -60,6 +78,10 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
 
     api = FastAPI(title="bulletproof", lifespan=lifespan)
 
+    async def read(query: Callable[..., Awaitable[R]], *args: Any) -> R:
+        async with db.pool_of(procrastinate_app).connection() as conn:
+            return await query(conn, *args)
+
     def unavailable(exc: BaseException) -> JSONResponse:
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
         return JSONResponse({"detail": "database unavailable", "error": reason}, status_code=503)
@@ -70,8 +92,8 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     ) -> Any:
         kwargs = {"category": body.category} if body and body.category else {}
         try:
-            async with asyncio.timeout(timeout):
-                job_id = await procrastinate_app.configure_task(FETCH_TASK).defer_async(**kwargs)
+            deferrer = procrastinate_app.configure_task(FETCH_TASK)
+            job_id = await bounded(deferrer.defer_async(**kwargs), timeout)
         except _DOWN as exc:
             return unavailable(exc)
         return {"job_id": job_id}
@@ -79,8 +101,7 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     @api.get("/jobs/{job_id}")
     async def get_job(job_id: int) -> Any:
         try:
-            async with asyncio.timeout(timeout), db.pool_of(procrastinate_app).connection() as conn:
-                job = await db.job_detail(conn, job_id)
+            job = await bounded(read(db.job_detail, job_id), timeout)
         except _DOWN as exc:
             return unavailable(exc)
         if job is None:
@@ -90,8 +111,7 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     @api.get("/stats")
     async def stats() -> Any:
         try:
-            async with asyncio.timeout(timeout), db.pool_of(procrastinate_app).connection() as conn:
-                return await db.stats(conn)
+            return await bounded(read(db.stats), timeout)
         except _DOWN as exc:
             return unavailable(exc)
 
@@ -101,8 +121,7 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
         # a few intervals, and at least one second over one interval (scheduling noise)
         limit = round(max(HEARTBEAT_FRESHNESS * hb, hb + 1.0), 3)
         try:
-            async with asyncio.timeout(timeout), db.pool_of(procrastinate_app).connection() as conn:
-                workers, age = await db.heartbeat_age(conn)
+            workers, age = await bounded(read(db.heartbeat_age), timeout)
         except _DOWN as exc:
             return JSONResponse(
                 {

@@ -33,7 +33,12 @@ def test_api_submits_reports_and_answers_503_while_the_database_is_away(
         http_ok(f"{base}/health", statuses=(200,)),
     )
     api.start(timeout=60)
-    assert "bulletproof: worker ready name=api-worker" in api.output()
+    # /health may turn 200 a moment before the line is written (the row exists first)
+    wait_for(
+        lambda: "bulletproof: worker ready name=api-worker" in api.output(),
+        timeout=10,
+        what="the in-process worker's ready line",
+    )
     client = httpx.Client(base_url=base, timeout=10)
     try:
         accepted = client.post("/tasks/fetch-joke", json={"category": "dev"})
