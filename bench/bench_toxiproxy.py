@@ -12,7 +12,8 @@ Side by side in one run, on this machine:
 When ``socat`` is installed it is measured too, as a reference for what one extra userspace hop
 costs here whatever the proxy is written in. Targets: TPS ratio >= 0.7, added median latency
 <= 0.3 ms. Prints figures, asserts nothing. Environment: ``BENCH_TOXIPROXY_SECONDS`` (pgbench run
-length, default 8), ``BENCH_TOXIPROXY_CLIENTS`` (default 8), ``BENCH_TOXIPROXY_RT=1`` (experiment:
+length, default 4), ``BENCH_TOXIPROXY_ROUNDS`` (alternations, default 4),
+``BENCH_TOXIPROXY_CLIENTS`` (default 8), ``BENCH_TOXIPROXY_RT=1`` (experiment:
 run the proxy at real-time priority, to tell scheduling delay from the proxy's own cost),
 ``BENCH_TOXIPROXY_NICE=-10`` (experiment: a bigger CPU share for the one proxy process).
 """
@@ -155,7 +156,8 @@ def main() -> None:
     if shutil.which("pgbench") is None:
         print("toxiproxy bench: pgbench not found (Debian: postgresql-client-15); skipped")
         return
-    seconds = int(os.environ.get("BENCH_TOXIPROXY_SECONDS", "8"))
+    seconds = int(os.environ.get("BENCH_TOXIPROXY_SECONDS", "4"))
+    rounds = int(os.environ.get("BENCH_TOXIPROXY_ROUNDS", "4"))
     clients = int(os.environ.get("BENCH_TOXIPROXY_CLIENTS", "8"))
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     with LocalPostgres() as pg, start_embedded(seed=0) as handle, _socat(pg.host, pg.port) as soc:
@@ -180,7 +182,7 @@ def main() -> None:
 
         # Alternate the paths so drift in other load on the machine hits them alike.
         common = ["-S", "-c", str(clients), "-j", "2", "-T", str(seconds)]
-        for _ in range(2):
+        for _ in range(rounds):
             for path in paths:
                 before = _cpu_seconds(path.pid)
                 path.tps.append(_tps(_pgbench(path.host, path.port, *common)))
@@ -190,7 +192,7 @@ def main() -> None:
                     path.cpu[1] + after[1] - before[1],
                 )
         direct = statistics.median(paths[0].tps)
-        print(f"pgbench -S -c {clients} -j 2 -T {seconds}, 2 runs each, median tps:")
+        print(f"pgbench -S -c {clients} -j 2 -T {seconds}, {rounds} alternating runs each, median:")
         for path in paths:
             tps = statistics.median(path.tps)
             runs = ", ".join(f"{t:.0f}" for t in path.tps)
@@ -205,7 +207,7 @@ def main() -> None:
         verdict = "meets" if ratio >= TPS_TARGET else "MISSES"
         print(f"  embedded TPS ratio {ratio:.2f} (target >= {TPS_TARGET}: {verdict})")
 
-        lat_seconds = max(2, seconds // 2)
+        lat_seconds = max(2, seconds)
         lat = {p.name: _median_latency_ms(p.host, p.port, lat_seconds) for p in paths}
         print(f"pgbench -S -c 1 -T {lat_seconds} -l, median per-transaction latency:")
         for name, ms in lat.items():
