@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import psycopg
+import pytest
+
 from harness.checker import Verdict, check_no_duplicate_effects, check_queue_accounting
 from harness.history import History
 from harness.scenario import ScenarioRun
@@ -37,6 +40,15 @@ def test_idempotency(scenario) -> None:  # type: ignore[no-untyped-def]
         sc.finish(duplicate_submissions(sc))
 
 
+def _has_primary_key(dsn: str) -> bool:
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'chuck_norris_jokes'::regclass"
+            " AND contype = 'p'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def test_idempotency__defect_plain_insert(scenario) -> None:  # type: ignore[no-untyped-def]
     with scenario(
         "idempotency__defect_plain_insert",
@@ -45,4 +57,11 @@ def test_idempotency__defect_plain_insert(scenario) -> None:  # type: ignore[no-
         expect="fail",
         expect_failing=["no_duplicate_effects"],
     ) as sc:
+        if _has_primary_key(sc.stack.db_dsn):
+            pytest.fail(
+                "the plain-insert defect is not in place: chuck_norris_jokes has a primary key, "
+                "so migrate ran without BULLETPROOF_DEFECTS (docs/DESIGN.md: every SUT process, "
+                "migrate included, gets them)",
+                pytrace=False,
+            )
         sc.finish(duplicate_submissions(sc))
