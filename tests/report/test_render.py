@@ -13,19 +13,28 @@ from harness.report.claims import CLAIMS
 from tests.report import recorded
 from tests.report.htmlparse import ReportParser, parse, table_after_header
 
+RUN = {"seed": recorded.SEED, "backend": "local", "profile": "fast"}
 
-@pytest.fixture
-def passing(tmp_path: Path) -> tuple[dict, ReportParser, str]:
-    recorded.write_passing(tmp_path)
-    built = build(tmp_path, run={"seed": recorded.SEED, "backend": "local", "profile": "fast"})
+
+@pytest.fixture(scope="module")
+def passing(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, ReportParser, str]:
+    reports = tmp_path_factory.mktemp("passing")
+    recorded.write_passing(reports)
+    built = build(reports, run=RUN)
     html = built.index_html.read_text("utf-8")
     return built.doc, parse(html), html
 
 
-@pytest.fixture
-def failing(tmp_path: Path) -> tuple[dict, ReportParser, str]:
-    recorded.write_failing(tmp_path)
-    built = build(tmp_path, run={"seed": recorded.SEED, "backend": "local", "profile": "fast"})
+@pytest.fixture(scope="module")
+def failing_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reports = tmp_path_factory.mktemp("failing")
+    recorded.write_failing(reports)
+    return reports
+
+
+@pytest.fixture(scope="module")
+def failing(failing_dir: Path) -> tuple[dict, ReportParser, str]:
+    built = build(failing_dir, run=RUN)
     html = built.index_html.read_text("utf-8")
     return built.doc, parse(html), html
 
@@ -151,9 +160,9 @@ def test_hostile_outside_text_is_escaped(failing: tuple) -> None:
     assert '<img src=x onerror="alert(2)">' in text
 
 
-def test_results_json_has_the_documented_keys(failing: tuple, tmp_path: Path) -> None:
+def test_results_json_has_the_documented_keys(failing: tuple, failing_dir: Path) -> None:
     doc, _, _ = failing
-    on_disk = json.loads((tmp_path / "results.json").read_text("utf-8"))
+    on_disk = json.loads((failing_dir / "results.json").read_text("utf-8"))
     assert on_disk == json.loads(json.dumps(doc, default=str))
     assert set(on_disk) == {"schema_version", "run", "verdict", "counts", "scenarios", "claims"}
     assert set(on_disk["run"]) >= {
