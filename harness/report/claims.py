@@ -314,7 +314,8 @@ def _evidence(claim: Claim, scenario: Mapping[str, Any], invariant: str | None) 
         v = verdicts[invariant]
         status, figure = v["status"], claim.figure(scenario, v)
     elif invariant is None and verdicts:
-        status, figure = scenario["verdict"], claim.figure(scenario, None)
+        status = scenario["verdict"]
+        figure = ", ".join(f"{v['name']} {v['status']}" for v in verdicts.values())
     elif scenario.get("error"):
         status, figure = "unknown", f"scenario did not finish: {scenario['error']}"[:200]
     else:
@@ -341,8 +342,9 @@ def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
         tested_names = {name for name, _ in claim.tests}
         for name in declared.get(claim.key, []):
             if name not in tested_names:
-                own: list[str | None] = [inv for _, inv in claim.tests] or [None]
+                own: list[str | None] = list(dict.fromkeys(i for _, i in claim.tests)) or [None]
                 pairs.extend((name, inv) for inv in own)
+        pairs = list(dict.fromkeys(pairs))
         for name, inv in pairs:
             if name in real and (ev := _evidence(claim, real[name], inv)) is not None:
                 evidence.append(ev)
@@ -350,7 +352,8 @@ def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
         out.append(_entry(claim.key, claim.text, claim.section, claim.note, evidence, tested_by))
     for key, names in sorted(declared.items()):
         if key not in CLAIMS_BY_KEY:
-            evidence = [e for n in names if (e := _evidence(CLAIMS[0], real[n], None))]
+            generic = Claim(key, key, "declared by a scenario", ())
+            evidence = [e for n in names if (e := _evidence(generic, real[n], None))]
             note = f"claim key {key!r} is not in harness/report/claims.py"
             out.append(_entry(key, key, "declared by a scenario", note, evidence, names))
     return out

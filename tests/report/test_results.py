@@ -180,6 +180,16 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
     assert out["queueing_lock_periodic"]["status"] == "pass"  # declared by the scenario
     assert out["no_duplicate_effects"]["status"] == "pass"
     assert out["made_up_claim"]["note"].startswith("claim key 'made_up_claim' is not in")
+    assert out["made_up_claim"]["evidence"] == [
+        {
+            "scenario": "idempotency",
+            "invariant": None,
+            "verdict": "pass",
+            "figure": "no_duplicate_effects pass",
+        }
+    ]
+    # a scenario declaring a claim tested elsewhere adds one piece of evidence, not duplicates
+    assert [e["scenario"] for e in out["queueing_lock_periodic"]["evidence"]] == ["idempotency"]
     assert out["thundering_herd"]["status"] == "untested"
 
 
