@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -118,7 +117,8 @@ class ToxiproxyHandle:
         return f"ToxiproxyHandle({self.flavour}, {self.url}, version={self.version!r})"
 
 
-_open_handles: weakref.WeakSet[ToxiproxyHandle] = weakref.WeakSet()
+# Strong references: a handle dropped without close() must still be closed at exit.
+_open_handles: set[ToxiproxyHandle] = set()
 
 
 @atexit.register

@@ -190,3 +190,13 @@ def test_curl_with_expect_100_continue(toxiproxy_handle: ToxiproxyHandle, tp: ob
     text, code = result.stdout.rsplit("\n", 1)
     assert code == "201" and json.loads(text)["name"] == "c" * 1500
     assert time.monotonic() - start < 0.9
+
+
+def test_a_dropped_handle_is_still_stopped_at_exit() -> None:
+    script = "from harness.toxiproxy.select import start_embedded\nprint(start_embedded().pid)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.strip())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
