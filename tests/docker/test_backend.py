@@ -266,3 +266,38 @@ def test_a_sigkilled_runner_leaves_containers_the_next_start_removes(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_ctrl_c_in_a_runner_removes_its_containers_on_the_way_out(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    marker = tmp_path / "opened"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, signal
+        from harness.backends.docker import DockerBackend
+        with DockerBackend(pathlib.Path({str(tmp_path / "work")!r})) as backend:
+            backend.start_fakeapi(seed=1, log_path=pathlib.Path({str(tmp_path / "f.log")!r}))
+            pathlib.Path({str(marker)!r}).write_text(backend.id)
+            signal.pause()  # until Ctrl-C
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, cleanup.ROOT_ENV: str(tmp_path / "runs")},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(marker.exists, timeout=90, what="the child to start its containers", interval=0.1)
+        backend_id = marker.read_text()
+        assert len(_ours(client, LABEL_BACKEND, backend_id)) == 3  # postgres, fakeapi, network
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+        assert b"KeyboardInterrupt" in stderr
+        # No reaping here: the interrupted process removed its own containers and network.
+        assert _ours(client, LABEL_BACKEND, backend_id) == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
