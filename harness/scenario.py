@@ -228,6 +228,22 @@ class ScenarioRun:
             what=f"{n} job(s) running",
         )
 
+    def wait_all_started(self, *, min_doing: int = 1, timeout: float | None = None) -> list[int]:
+        """Wait until no acknowledged job is still queued and at least ``min_doing`` are
+        running; return the running ones."""
+        running: list[int] = []
+
+        def ready(st: dict[int, str]) -> bool:
+            running[:] = sorted(j for j, s in st.items() if s == "doing")
+            return (
+                len(st) == len(self.acknowledged())
+                and "todo" not in st.values()
+                and (len(running) >= min_doing)
+            )
+
+        self.wait_statuses(ready, timeout=timeout or self.pickup_budget(), what="every job started")
+        return running
+
     def pickup_budget(self) -> float:
         """How long a queued job may wait for an idle worker: a poll, plus slack and a start."""
         return self.profile.worker_poll_interval + SLACK_FLOOR + PROCESS_START_MARGIN
@@ -534,6 +550,7 @@ def scenario(
             profile = str(request.config.getoption("--profile"))
             replay = replay_command(name, seed, backend, profile)
             print(f"scenario {name}: seed={seed} (replay: {replay})")
+            request.node.user_properties.extend([("seed", seed), ("replay", replay)])
             stack = stack_factory(workers=workers, defects=list(defects), settings=settings or {})
             return ScenarioRun(
                 name=name,

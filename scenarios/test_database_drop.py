@@ -35,7 +35,7 @@ def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_le
     p = sc.profile
     detect, recover = sc.health_budgets(sc.writer.history)
     n = sc.rng.randint(2, 3)
-    sc.stack.fakeapi.slow(min(p.job_timeout / 2, 2.0), count=n)
+    sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=n)
     sc.client.submit_many(n)
     sc.wait_in_flight(1)
     with fault as window:

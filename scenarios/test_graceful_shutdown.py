@@ -27,17 +27,17 @@ def test_graceful_shutdown(scenario) -> None:  # type: ignore[no-untyped-def]
         n = 6
         hanging = sc.rng.randint(2, 3)
         # Requests that hang outlive WORKER_TIMEOUT (they end at JOB_TIMEOUT or when aborted);
-        # slow ones answer well within it.
+        # slow ones are still running at the signal and answer within WORKER_TIMEOUT.
         sc.stack.fakeapi.hang(count=hanging)
-        sc.stack.fakeapi.slow(min(p.worker_timeout, p.job_timeout) / 3, count=n - hanging)
-        ids = [s.job_id for s in sc.client.submit_many(n) if s.job_id is not None]
-        sc.wait_in_flight(len(ids))
+        sc.stack.fakeapi.slow(0.6 * min(p.worker_timeout, p.job_timeout), count=n - hanging)
+        sc.client.submit_many(n)
+        running = sc.wait_all_started()
         sc.hold_until(
-            lambda: len(sc.running_on(ids)) == len(ids),
+            lambda: set(running) <= set(sc.running_on(running)),
             timeout=p.job_timeout,
             what="every running job in a worker's log",
         )
-        placement = sc.running_on(ids)
+        placement = sc.running_on(running)
         victim = max(("w1", "w2"), key=lambda w: sum(1 for v in placement.values() if v == w))
         jobs = sorted(j for j, w in placement.items() if w == victim)
         code = sc.nemesis.sigterm_worker(victim, timeout=p.worker_timeout * 3 + 5.0, jobs=jobs)

@@ -25,21 +25,18 @@ def test_stalled_recovery(scenario) -> None:  # type: ignore[no-untyped-def]
     with scenario("stalled_recovery", title=TITLE, claims=CLAIMS, workers=2) as sc:
         p = sc.profile
         n = sc.rng.randint(4, 6)
-        sc.stack.fakeapi.slow(min(p.job_timeout / 2, 2.0), count=n)
-        ids = [s.job_id for s in sc.client.submit_many(n) if s.job_id is not None]
-        sc.wait_in_flight(len(ids))
-        where = sc.hold_until(
-            lambda: len(sc.running_on(ids)) == len(ids),
+        sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=n)
+        sc.client.submit_many(n)
+        running = sc.wait_all_started()
+        sc.hold_until(
+            lambda: set(running) <= set(sc.running_on(running)),
             timeout=p.job_timeout,
             what="every running job in a worker's log",
         )
-        assert where >= 0
-        placement = sc.running_on(ids)
+        placement = sc.running_on(running)
         victim = max(("w1", "w2"), key=lambda w: sum(1 for v in placement.values() if v == w))
-        sc.observe(
-            "victim",
-            {"worker": victim, "jobs": sorted(j for j, w in placement.items() if w == victim)},
-        )
+        jobs = sorted(j for j, w in placement.items() if w == victim)
+        sc.observe("victim", {"worker": victim, "jobs": jobs})
         sc.nemesis.kill_worker(victim, restart=False)
 
         def checks(h: History) -> list[Verdict]:

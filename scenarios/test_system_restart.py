@@ -64,7 +64,7 @@ def test_system_restart(scenario) -> None:  # type: ignore[no-untyped-def]
         p = sc.profile
         for crash in (False, True):
             n = CONCURRENCY + sc.rng.randint(2, 3)
-            sc.stack.fakeapi.slow(min(p.job_timeout / 2, 2.0), count=n)
+            sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=n)
             sc.client.submit_many(n)
             sc.wait_in_flight(CONCURRENCY)
             restart_everything(sc, crash=crash)

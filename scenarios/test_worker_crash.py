@@ -30,9 +30,9 @@ def crash_worker(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     p = sc.profile
     jobs = sc.rng.randint(3, 5)
     # Responses slow enough that the kill surely lands mid-run, well inside the job timeout.
-    sc.stack.fakeapi.slow(min(p.job_timeout / 2, 2.0), count=jobs)
+    sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=jobs)
     sc.client.submit_many(jobs)
-    sc.wait_in_flight(jobs)
+    sc.wait_all_started()
     sc.nemesis.kill_worker("w1", restart=True)
 
     def checks(h: History) -> list[Verdict]:
