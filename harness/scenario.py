@@ -54,7 +54,6 @@ from harness.nemesis import Nemesis
 from harness.profiles import Profile
 from harness.stack import Stack
 from harness.wait import WaitTimeout, wait_for
-from system.api import HEARTBEAT_FRESHNESS
 
 TERMINAL = ("succeeded", "failed", "cancelled", "aborted")
 DEFECT_MARK = "__defect_"
@@ -313,6 +312,8 @@ class ScenarioRun:
         configuration: 503 once the freshest heartbeat is older than the SUT's freshness limit
         (worker faults) or the database stops answering (bounded by the API's database
         timeout); 200 again once the worker is back and has written a heartbeat."""
+        from system.api import HEARTBEAT_FRESHNESS  # the SUT's rule; imported late: FastAPI
+
         p = self.profile
         sample = self.health_interval() + scheduling_slack(history, floor=SLACK_FLOOR)
         worker = HEARTBEAT_FRESHNESS * p.worker_heartbeat_interval + sample

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harness.checker import (
     FAIL,
     PASS,
@@ -167,3 +170,29 @@ def test_expected_status_per_job() -> None:
     assert check_queue_accounting(h, expected_status={1: "failed", 2: "succeeded"}).status == PASS
     v = check_queue_accounting(h, expected_status={1: "succeeded", 2: "succeeded"})
     assert v.status == FAIL and v.evidence == ["job 1 ended failed, expected succeeded"]
+
+
+FINAL = ["succeeded", "failed", "aborted", "doing", "todo", "missing"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(FINAL), min_size=1, max_size=12))
+def test_accounting_property_lost_iff_not_terminal(finals: list[str]) -> None:
+    """Any mix of final states: lost = exactly the jobs not terminal (or missing), the counts
+    add up, and the verdict fails iff something is lost."""
+    b = HistoryBuilder()
+    for job_id, final in enumerate(finals, start=1):
+        b.submit(job_id)
+        if final in ("succeeded", "failed", "aborted"):
+            b.run(job_id, 0.1, 0.2, final)
+        elif final == "doing":
+            b.run(job_id, 0.1)
+    h = b.build()
+    missing = {i for i, f in enumerate(finals, start=1) if f == "missing"}
+    h.records = [r for r in h.records if not (r.kind == "job" and getattr(r, "id", 0) in missing)]
+    v = check_queue_accounting(h)
+    acc = v.figures
+    expected_lost = [i for i, f in enumerate(finals, start=1) if f in ("doing", "todo", "missing")]
+    assert acc["lost_ids"] == expected_lost
+    assert acc["succeeded"] + acc["failed"] + acc["lost"] == acc["acknowledged"] == len(finals)
+    assert (v.status == FAIL) == bool(expected_lost)
