@@ -476,6 +476,22 @@ class ScenarioRun:
         self.writer.close()
 
 
+def write_start_failure(path: Path, entry: dict[str, Any], run: dict[str, Any], error: str) -> None:
+    """A result for a scenario whose stack never started: verdict unknown, with the error."""
+    entry = {
+        **entry,
+        "verdict": "unknown",
+        "error": error.splitlines()[0][:300],
+        "invariants": [],
+        "accounting": {},
+        "retry_delays": [],
+        "recoveries": [],
+    }
+    document = {"schema_version": 1, "run": run, "verdict": "unknown", "scenarios": [entry]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=str), encoding="utf-8")
+
+
 def replay_command(name: str, seed: int, backend: str, profile: str) -> str:
     """The command that replays one scenario (or one mutation test) with the same seed."""
     base = name.split(DEFECT_MARK)[0]
@@ -552,7 +568,25 @@ def scenario(
             replay = replay_command(name, seed, backend, profile)
             print(f"scenario {name}: seed={seed} (replay: {replay})")
             request.node.user_properties.extend([("seed", seed), ("replay", replay)])
-            stack = stack_factory(workers=workers, defects=list(defects), settings=settings or {})
+            try:
+                stack = stack_factory(
+                    workers=workers, defects=list(defects), settings=settings or {}
+                )
+            except Exception as exc:
+                write_start_failure(
+                    reports_dir / "results" / f"{name}.json",
+                    {
+                        "scenario": name,
+                        "title": title,
+                        "seed": seed,
+                        "replay": replay,
+                        "expected_verdict": expect,
+                        "history": f"histories/{name}.jsonl",
+                    },
+                    {"seed": seed, "backend": backend, "profile": profile},
+                    f"the stack did not start: {type(exc).__name__}: {exc}",
+                )
+                raise
             return ScenarioRun(
                 name=name,
                 title=title,

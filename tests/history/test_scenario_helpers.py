@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.profiles import get_profile
@@ -11,6 +14,7 @@ from harness.scenario import (
     backoff_total,
     replay_command,
     settle_budget,
+    write_start_failure,
 )
 
 
@@ -46,3 +50,17 @@ def test_replay_commands() -> None:
         "pytest scenarios/test_worker_crash.py -k worker_crash__defect_no_stall_recovery "
         "--seed 7 --backend docker --profile production"
     )
+
+
+def test_a_stack_that_never_started_still_leaves_a_result(tmp_path: Path) -> None:
+    path = tmp_path / "results" / "worker_crash.json"
+    write_start_failure(
+        path,
+        {"scenario": "worker_crash", "title": "t", "seed": 3},
+        {"seed": 3, "backend": "local", "profile": "fast"},
+        "the stack did not start: ServiceError: migrate failed\nsecond line",
+    )
+    doc = json.loads(path.read_text())
+    (entry,) = doc["scenarios"]
+    assert doc["verdict"] == entry["verdict"] == "unknown"
+    assert entry["error"] == "the stack did not start: ServiceError: migrate failed"
