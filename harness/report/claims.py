@@ -128,6 +128,14 @@ def fig_retry_window(scenario: Mapping[str, Any], verdict: Mapping[str, Any] | N
     return f"longest retry window {_fmt_s(obs)} observed, {_fmt_s(exp)} by the formula"
 
 
+FIGURE_BY_INVARIANT: dict[str, Figure] = {
+    "queue_accounting": fig_accounting,
+    "no_duplicate_effects": fig_duplicates,
+    "recovery_latency": fig_recovery,
+    "retry_schedule": fig_backoff,
+}
+
+
 @dataclass(frozen=True)
 class Claim:
     """One guarantee, quoted from the seed document, and how it is tested."""
@@ -312,7 +320,10 @@ def _evidence(claim: Claim, scenario: Mapping[str, Any], invariant: str | None) 
     verdicts = {v["name"]: v for v in scenario.get("invariants") or []}
     if invariant is not None and invariant in verdicts:
         v = verdicts[invariant]
-        status, figure = v["status"], claim.figure(scenario, v)
+        # The claim's own figure belongs to its main invariant; others show their usual one.
+        main = claim.tests[0][1] if claim.tests else None
+        figure_of = claim.figure if invariant == main else FIGURE_BY_INVARIANT.get(invariant)
+        status, figure = v["status"], (figure_of or fig_summary)(scenario, v)
     elif invariant is None and verdicts:
         status = scenario["verdict"]
         figure = ", ".join(f"{v['name']} {v['status']}" for v in verdicts.values())

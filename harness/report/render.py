@@ -132,7 +132,7 @@ def render(doc: Mapping[str, Any], histories: Mapping[str, History | None]) -> s
         f"<style>{CSS}</style></head><body><main>",
         _header(doc, real, mutations),
         _verdict_table(real),
-        _claims_table(doc.get("claims") or []),
+        _claims_table(doc.get("claims") or [], (doc.get("run") or {}).get("profile")),
     ]
     if mutations:
         parts.append(_mutation_table(mutations))
@@ -237,7 +237,7 @@ def _verdict_table(real: Sequence[Json]) -> str:
     )
 
 
-def _claims_table(claims: Sequence[Mapping[str, Any]]) -> str:
+def _claims_table(claims: Sequence[Mapping[str, Any]], profile: object = None) -> str:
     rows = []
     for c in claims:
         if c["evidence"]:
@@ -258,6 +258,9 @@ def _claims_table(claims: Sequence[Mapping[str, Any]]) -> str:
         )
     return (
         '<h2 id="claims">Claims from the seed document</h2>'
+        f'<p class="note">Figures are measured under the run\'s timing profile '
+        f"(<code>{e(profile)}</code>; <code>fast</code> compresses the seed's intervals, budgets "
+        "scale with them). Untested claims are listed, never hidden.</p>"
         "<table><thead><tr><th>status</th><th>claim</th><th>where</th>"
         f"<th>evidence: scenario / invariant, measured figure</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"

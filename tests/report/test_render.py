@@ -99,6 +99,9 @@ def test_claims_table_lists_every_seed_claim_untested_ones_included(failing: tup
         "12 acknowledged: 12 succeeded, 0 failed explicitly, 0 lost"
         in (rows["claim-no_loss_worker_crash"][3])
     )
+    # each invariant's evidence shows its own kind of figure
+    automatic = next(c for c in doc["claims"] if c["key"] == "no_loss_worker_crash")
+    assert automatic["evidence"][0]["figure"].startswith("12 acknowledged")
     recovery = next(c for c in doc["claims"] if c["key"] == "stalled_recovery")
     figure = recovery["evidence"][0]["figure"]
     assert "recovered in" in figure and "budget 2.30 s" in figure
