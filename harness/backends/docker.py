@@ -378,10 +378,13 @@ class DockerPostgres(ContainerService, PostgresService):
     """PostgreSQL in a testcontainers ``PostgresContainer``; databases created over TCP."""
 
     def dsn(self, dbname: str, *, inside: bool = False) -> str:
+        """The published 127.0.0.1 address either way: the SUT's processes (the users of
+        ``inside=True``) run on the host here. Only Toxiproxy, when it runs in a container,
+        reaches PostgreSQL by alias, through ``endpoint.inside``."""
         endpoint = self.endpoint
         if endpoint is None:
             raise ServiceError("postgres: not started")
-        address = endpoint.inside if inside else endpoint.outside
+        address = endpoint.outside
         return f"postgresql://{PG_USER}:{PG_PASSWORD}@{address.host}:{address.port}/{dbname}"
 
     def _admin(self) -> psycopg.Connection[Any]:
@@ -561,7 +564,7 @@ class DockerBackend(Backend):
                     labels=self.labels(),
                     network=network,
                     networking_config={
-                        network: EndpointConfig(self.client.api._version, aliases=[alias])
+                        network: EndpointConfig(self.client.api.api_version, aliases=[alias])
                     },
                     ports=bindings,
                     **kwargs,
