@@ -200,6 +200,30 @@ def test_toxiproxy_in_a_container_reaches_upstreams_by_alias(
     fake.close()
 
 
+def test_a_stack_with_toxiproxy_in_a_container_runs_jobs(tp_backend: DockerBackend) -> None:
+    from harness.profiles import FAST
+    from harness.stack import Stack
+
+    with Stack(tp_backend, profile=FAST, seed=11, name="tp-stack", workers=1) as stack:
+        assert stack.toxiproxy is not None and stack.toxiproxy.flavour == "container"
+        upstreams = {name: proxy.upstream for name, proxy in stack.proxies.items()}
+        assert upstreams["postgres"] == "postgres:5432"  # by alias, inside the network
+        answer = httpx.post(f"{stack.api_url}/tasks/fetch-joke", timeout=10)
+        assert answer.status_code < 300, answer.text
+        job_id = answer.json()["job_id"]
+
+        def status() -> str | None:
+            with psycopg.connect(stack.db_dsn, connect_timeout=2) as conn:
+                row = conn.execute(
+                    "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+                ).fetchone()
+            return row[0] if row and row[0] == "succeeded" else None
+
+        wait_for(status, timeout=30, what=f"job {job_id} to succeed", ignore=(psycopg.Error,))
+        fetched = [r for r in stack.fakeapi.requests() if r["path"].startswith("/jokes/random")]
+        assert fetched, "the job did not reach the fake API through the containerised Toxiproxy"
+
+
 def test_close_removes_every_container_and_the_network(
     client: docker.DockerClient, tmp_path: Path
 ) -> None:
