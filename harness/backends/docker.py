@@ -66,6 +66,8 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcont
 
 LABEL_RUN = "bulletproof.run"
 LABEL_OWNER = "bulletproof.owner"
+LABEL_HOST = "bulletproof.host"
+"""The owner's machine: owners are only judged (by pid) on the machine they ran on."""
 LABEL_BACKEND = "bulletproof.backend"
 PG_USER = "postgres"
 PG_PASSWORD = "bulletproof"  # a throwaway container on 127.0.0.1; not a secret
@@ -130,11 +132,17 @@ def _remove_labelled(client: docker.DockerClient, keep: Callable[[dict[str, str]
     return removed
 
 
+def _owner_lives_or_is_elsewhere(labels: dict[str, str]) -> bool:
+    if labels.get(LABEL_HOST, socket.gethostname()) != socket.gethostname():
+        return True  # another machine's run on a shared engine: not ours to judge
+    return owner_alive(labels.get(LABEL_OWNER, ""))
+
+
 def reap_leftovers(client: docker.DockerClient | None = None) -> int:
     """Remove containers and networks of runs whose owning process is gone; return the count."""
     own = client or _client()
     try:
-        return _remove_labelled(own, lambda labels: owner_alive(labels.get(LABEL_OWNER, "")))
+        return _remove_labelled(own, _owner_lives_or_is_elsewhere)
     finally:
         if client is None:
             own.close()
@@ -525,6 +533,7 @@ class DockerBackend(Backend):
         return {
             LABEL_RUN: cleanup.current_run().id,
             LABEL_OWNER: owner_identity(),
+            LABEL_HOST: socket.gethostname(),
             LABEL_BACKEND: self.id,
         }
 

@@ -36,6 +36,7 @@ if _REASON is None:
 
     from harness.backends.docker import (
         LABEL_BACKEND,
+        LABEL_HOST,
         LABEL_OWNER,
         LABEL_RUN,
         ContainerService,
@@ -247,13 +248,20 @@ def test_leftovers_of_a_dead_owner_are_reaped_and_live_ones_kept(
     live = client.containers.run(
         image, ["sleep", "300"], detach=True, labels={**labels, LABEL_OWNER: owner_identity()}
     )
+    elsewhere = client.containers.run(  # a dead-looking owner on another machine
+        image,
+        ["sleep", "300"],
+        detach=True,
+        labels={**labels, LABEL_OWNER: dead_owner, LABEL_HOST: "some-other-machine"},
+    )
     try:
         assert reap_leftovers(client) >= 1
         remaining = {c.id for c in client.containers.list(all=True)}
         assert dead.id not in remaining
         assert live.id in remaining
+        assert elsewhere.id in remaining
     finally:
-        for c in (dead, live):
+        for c in (dead, live, elsewhere):
             with contextlib.suppress(docker.errors.NotFound):
                 c.remove(force=True)
 
