@@ -50,6 +50,16 @@ def chaos(session: nox.Session) -> None:
         session.log(f"chaos wall time: {time.monotonic() - started:.1f}s (excluding installation)")
 
 
+@nox.session(name="docker_smoke")
+def docker_smoke(session: nox.Session) -> None:
+    """The docker backend for real: engine, locally built images, backend tests, smoke scenario.
+
+    Installs and starts a Docker engine when none answers (root, Debian) and stops it again.
+    """
+    _install(session)
+    session.run("bash", ".ci/docker-smoke", *session.posargs, external=True)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures side by side (ratios), assert nothing about speed."""
