@@ -32,11 +32,11 @@ def timeout_settings(profile_name: str) -> dict[str, float]:
 
 
 def hanging_jobs(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
-    """Submit jobs whose first request hangs (for 3 job timeouts, then the fake API answers
+    """Submit jobs whose first request hangs (for 2 job timeouts, then the fake API answers
     504: the SUT must have given up long before)."""
     p = sc.profile
     n = sc.rng.randint(2, 3)
-    sc.stack.fakeapi.hang(count=n, duration=3 * p.job_timeout)
+    sc.stack.fakeapi.hang(count=n, duration=2 * p.job_timeout)
     sc.client.submit_many(n)
 
     def checks(h: History) -> list[Verdict]:
