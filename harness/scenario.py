@@ -67,6 +67,8 @@ PROCESS_START_MARGIN = 10.0
 PROCESS_EXIT_MARGIN = 1.5
 
 Checks = Callable[[History], Sequence[Verdict]]
+#: The ``scenario`` fixture's type, for scenario signatures.
+ScenarioFactory = Callable[..., "ScenarioContext"]
 _FETCH_LOG = re.compile(r"Job (\d+): Fetching joke \(attempt (\d+)/")
 
 
@@ -523,7 +525,9 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
-class _ScenarioContext:
+class ScenarioContext:
+    """``with`` block of one scenario: builds the :class:`ScenarioRun`, closes it after."""
+
     def __init__(self, make: Callable[[], ScenarioRun]) -> None:
         self._make = make
         self.run: ScenarioRun | None = None
@@ -545,7 +549,7 @@ class _ScenarioContext:
 @pytest.fixture
 def scenario(
     request: pytest.FixtureRequest, seed: int, stack_factory: Callable[..., Stack]
-) -> Iterator[Callable[..., _ScenarioContext]]:
+) -> Iterator[Callable[..., ScenarioContext]]:
     """``scenario(name, title=..., workers=1, defects=(), settings={}, claims=(),
     expect="pass", expect_failing=())`` -> a context manager yielding a :class:`ScenarioRun`
     on a started stack; the stack is closed at teardown (logs attached on failure)."""
@@ -562,7 +566,7 @@ def scenario(
         claims: Sequence[str] = (),
         expect: str = "pass",
         expect_failing: Sequence[str] = (),
-    ) -> _ScenarioContext:
+    ) -> ScenarioContext:
         def build() -> ScenarioRun:
             profile = str(request.config.getoption("--profile"))
             replay = replay_command(name, seed, backend, profile)
@@ -599,6 +603,6 @@ def scenario(
                 expect_failing=expect_failing,
             )
 
-        return _ScenarioContext(build)
+        return ScenarioContext(build)
 
     yield make

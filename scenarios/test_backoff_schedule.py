@@ -7,6 +7,8 @@ attempts and checked too. Tolerance: polling interval + measured scheduling slac
 
 from __future__ import annotations
 
+import pytest
+
 from harness.checker import (
     Verdict,
     check_attempt_count,
@@ -15,12 +17,13 @@ from harness.checker import (
 )
 from harness.history import History
 from harness.profiles import get_profile
+from harness.scenario import ScenarioFactory
 
 TITLE = "Exponential backoff schedule against an upstream that never recovers"
 CLAIMS = ["backoff_formula", "backoff_cap", "retry_window", "max_attempts", "complete_or_fail"]
 
 
-def test_backoff_schedule(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+def test_backoff_schedule(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> None:
     base = get_profile(pytestconfig.getoption("--profile")).retry_base_delay
     with scenario(
         "backoff_schedule",

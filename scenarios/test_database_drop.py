@@ -23,7 +23,7 @@ from harness.checker import (
 from harness.client import HealthMonitor
 from harness.history import History
 from harness.nemesis import FaultHandle
-from harness.scenario import ScenarioRun, settle_budget
+from harness.scenario import ScenarioFactory, ScenarioRun, settle_budget
 
 TITLE = "Database drop: link cut beyond the pool timeout, then PostgreSQL SIGKILLed"
 CLAIMS = ["no_loss_database", "health_monitoring", "complete_or_fail"]
@@ -58,7 +58,7 @@ def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_le
     )
 
 
-def test_database_drop(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_database_drop(scenario: ScenarioFactory) -> None:
     with scenario("database_drop", title=TITLE, claims=CLAIMS) as sc:
         p = sc.profile
         with HealthMonitor(sc.client, interval=sc.health_interval()):

@@ -16,12 +16,13 @@ from harness.checker import (
     check_queue_accounting,
 )
 from harness.history import History
+from harness.scenario import ScenarioFactory
 
 TITLE = "Graceful shutdown (SIGTERM) with jobs in flight"
 CLAIMS = ["graceful_shutdown", "shutdown_stalled_retried", "complete_or_fail"]
 
 
-def test_graceful_shutdown(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_graceful_shutdown(scenario: ScenarioFactory) -> None:
     with scenario("graceful_shutdown", title=TITLE, claims=CLAIMS, workers=2) as sc:
         p = sc.profile
         n = 6

@@ -16,7 +16,7 @@ from harness.checker import Verdict, check_health_transitions
 from harness.client import HealthMonitor
 from harness.history import History
 from harness.nemesis import FaultHandle
-from harness.scenario import ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun
 
 TITLE = "Health monitoring: /health follows worker death and database loss"
 CLAIMS = ["health_monitoring"]
@@ -42,7 +42,7 @@ def noticed(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle]) -> None
     )
 
 
-def test_health_monitoring(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_health_monitoring(scenario: ScenarioFactory) -> None:
     with scenario("health_monitoring", title=TITLE, claims=CLAIMS) as sc:
         with HealthMonitor(sc.client, interval=sc.health_interval()):
             start = time.time()

@@ -15,7 +15,7 @@ import pytest
 
 from harness.checker import Verdict, check_no_duplicate_effects, check_queue_accounting
 from harness.history import History
-from harness.scenario import ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun
 
 TITLE = "Idempotency: duplicate submissions, the same joke every time"
 CLAIMS = ["no_duplicate_effects", "no_duplicate_execution", "complete_or_fail"]
@@ -35,7 +35,7 @@ def duplicate_submissions(sc: ScenarioRun) -> Callable[[History], Sequence[Verdi
     return checks
 
 
-def test_idempotency(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_idempotency(scenario: ScenarioFactory) -> None:
     with scenario("idempotency", title=TITLE, claims=CLAIMS) as sc:
         sc.finish(duplicate_submissions(sc))
 
@@ -49,7 +49,7 @@ def _has_primary_key(dsn: str) -> bool:
     return bool(row and row[0])
 
 
-def test_idempotency__defect_plain_insert(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_idempotency__defect_plain_insert(scenario: ScenarioFactory) -> None:
     with scenario(
         "idempotency__defect_plain_insert",
         title=f"{TITLE}, upsert replaced by a plain INSERT without primary key (defect)",

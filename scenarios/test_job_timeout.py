@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from harness.checker import (
     Verdict,
     check_attempt_count,
@@ -18,7 +20,7 @@ from harness.checker import (
 )
 from harness.history import History
 from harness.profiles import get_profile
-from harness.scenario import ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.jokes import HTTP_TIMEOUT
 
 TITLE = "Job timeout: hanging requests are cancelled and retried"
@@ -53,13 +55,15 @@ def hanging_jobs(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     return checks
 
 
-def test_job_timeout(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+def test_job_timeout(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> None:
     settings = timeout_settings(pytestconfig.getoption("--profile"))
     with scenario("job_timeout", title=TITLE, claims=CLAIMS, settings=settings) as sc:
         sc.finish(hanging_jobs(sc))
 
 
-def test_job_timeout__defect_no_timeout(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+def test_job_timeout__defect_no_timeout(
+    scenario: ScenarioFactory, pytestconfig: pytest.Config
+) -> None:
     settings = timeout_settings(pytestconfig.getoption("--profile"))
     with scenario(
         "job_timeout__defect_no_timeout",

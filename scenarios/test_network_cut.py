@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from harness.checker import (
     Verdict,
     check_attempt_count,
@@ -24,7 +26,7 @@ from harness.checker import (
 from harness.history import History
 from harness.nemesis import Nemesis
 from harness.profiles import get_profile
-from harness.scenario import ScenarioRun, settle_budget
+from harness.scenario import ScenarioFactory, ScenarioRun, settle_budget
 from system.jokes import HTTP_TIMEOUT
 
 TITLE = "Network cut to the joke API (refused, reset, blackhole, latency, 5xx, 429)"
@@ -92,7 +94,7 @@ def compressed(profile_name: str) -> dict[str, float]:
     return {"job_timeout": p.job_timeout / 3, "retry_max_delay": 2 * p.retry_base_delay}
 
 
-def test_network_cut(scenario, pytestconfig) -> None:  # type: ignore[no-untyped-def]
+def test_network_cut(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> None:
     settings = compressed(pytestconfig.getoption("--profile"))
     with scenario("network_cut", title=TITLE, claims=CLAIMS, settings=settings) as sc:
         p = sc.profile

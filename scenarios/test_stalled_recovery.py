@@ -16,12 +16,13 @@ from harness.checker import (
     check_recovery_latency,
 )
 from harness.history import History
+from harness.scenario import ScenarioFactory
 
 TITLE = "Stalled-job recovery by a surviving worker"
 CLAIMS = ["stalled_recovery", "stall_detection_latency", "complete_or_fail"]
 
 
-def test_stalled_recovery(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_stalled_recovery(scenario: ScenarioFactory) -> None:
     with scenario("stalled_recovery", title=TITLE, claims=CLAIMS, workers=2) as sc:
         p = sc.profile
         n = sc.rng.randint(4, 6)

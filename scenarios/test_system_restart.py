@@ -20,7 +20,7 @@ from harness.checker import (
     check_recovery_latency,
 )
 from harness.history import History
-from harness.scenario import PROCESS_START_MARGIN, ScenarioRun
+from harness.scenario import PROCESS_START_MARGIN, ScenarioFactory, ScenarioRun
 
 TITLE = "System restart (clean, then crash) with jobs queued and in flight"
 CLAIMS = ["no_loss_restart", "complete_or_fail", "no_duplicate_effects"]
@@ -54,7 +54,7 @@ def restart_everything(sc: ScenarioRun, *, crash: bool) -> None:
                 future.result()
 
 
-def test_system_restart(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_system_restart(scenario: ScenarioFactory) -> None:
     with scenario(
         "system_restart",
         title=TITLE,

@@ -19,7 +19,7 @@ from harness.checker import (
     check_recovery_latency,
 )
 from harness.history import History
-from harness.scenario import ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun
 
 TITLE = "Worker crash (SIGKILL) with jobs in flight"
 CLAIMS = ["no_loss_worker_crash", "stalled_recovery", "complete_or_fail", "no_duplicate_effects"]
@@ -52,13 +52,13 @@ def settle_after_recovery(sc: ScenarioRun) -> float:
     return sc.stall_budget(sc.writer.history) + p.job_timeout + p.worker_poll_interval
 
 
-def test_worker_crash(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_worker_crash(scenario: ScenarioFactory) -> None:
     with scenario("worker_crash", title=TITLE, claims=CLAIMS) as sc:
         checks = crash_worker(sc)
         sc.finish(checks, settle_timeout=settle_after_recovery(sc))
 
 
-def test_worker_crash__defect_no_stall_recovery(scenario) -> None:  # type: ignore[no-untyped-def]
+def test_worker_crash__defect_no_stall_recovery(scenario: ScenarioFactory) -> None:
     with scenario(
         "worker_crash__defect_no_stall_recovery",
         title=f"{TITLE}, stalled-job recovery disabled (defect)",
