@@ -19,6 +19,8 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
     ``duplicated_executions`` counts runs that repeat a run which did not end in a scheduled
     retry (a stalled-job re-queue, a shutdown re-queue, or two runs at once): the executions
     at-least-once delivery duplicated. Retries after a reported failure are not duplicates.
+    ``repeated_writes`` counts fetches of an already fetched joke (the same effect written
+    again); ``duplicate_effects`` counts extra rows for one joke (must be 0).
     """
     jobs = history.jobs
     runs = runs_by_job(history)
@@ -75,6 +77,7 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "rejected": len(error_ops),
         "duplicated_executions": duplicated,
         "duplicate_effects": _duplicate_effects(history),
+        "repeated_writes": _repeated_writes(history),
         "lost_ids": lost,
         "duplicated_ids": duplicated_ids,
         "unexpected_ids": unexpected,
@@ -82,6 +85,16 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in statuses.items()},
         "executions": {str(k): v for k, v in executions.items()},
     }
+
+
+def _repeated_writes(history: History) -> int:
+    """Successful fetches of a joke already fetched before: the same effect written again
+    (by duplicate submissions or re-executions), allowed when the write is an upsert."""
+    seen: dict[str, int] = {}
+    for r in history.api_requests:
+        if r.outcome == "ok" and r.joke_id is not None and r.path.startswith("/jokes/random"):
+            seen[r.joke_id] = seen.get(r.joke_id, 0) + 1
+    return sum(n - 1 for n in seen.values() if n > 1)
 
 
 def _duplicate_effects(history: History) -> int:

@@ -9,6 +9,7 @@ from harness.checker import (
     check_graceful_shutdown,
     check_health_transitions,
     check_no_duplicate_effects,
+    check_queue_accounting,
     check_recovery_latency,
     stall_recovery_budget,
 )
@@ -22,9 +23,12 @@ def test_no_duplicate_effects_passes_with_one_row_per_joke_and_counts_refetches(
         b.run(j, 0.1, 0.2)
         b.fetch("same", 0.15)
     b.effect("same")
-    v = check_no_duplicate_effects(b.build())
+    h = b.build()
+    v = check_no_duplicate_effects(h)
     assert v.status == PASS
     assert v.figures["repeated_fetches"] == 2 and v.figures["rows"] == 1
+    acc = check_queue_accounting(h).figures
+    assert acc["repeated_writes"] == 2 and acc["duplicate_effects"] == 0
 
 
 def test_no_duplicate_effects_fails_on_two_rows_for_one_joke() -> None:
