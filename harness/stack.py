@@ -233,7 +233,13 @@ class Stack:
                     seed=self.seed, log_path=self.logs_dir / "fakeapi.log", timeout=timeout
                 ),
             )
-            tox = pool.submit(self._timed, "toxiproxy", self.backend.start_toxiproxy)
+            tox = pool.submit(
+                self._timed,
+                "toxiproxy",
+                lambda: self.backend.start_toxiproxy(
+                    seed=self.seed, log_path=self.logs_dir / "toxiproxy.log"
+                ),
+            )
             migrate = pool.submit(
                 self._timed,
                 "migrate",

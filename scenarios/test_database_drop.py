@@ -83,3 +83,42 @@ def test_database_drop(scenario: ScenarioFactory) -> None:
             ]
 
         sc.finish(checks)
+
+
+def test_database_drop__defect_no_db_supervision(scenario: ScenarioFactory) -> None:
+    """Without supervision the worker dies with its database session (Procrastinate's own
+    behaviour): jobs submitted after the outage are never run and /health stays 503."""
+    with scenario(
+        "database_drop__defect_no_db_supervision",
+        title=f"{TITLE}, worker not supervised (defect)",
+        defects=["no-db-supervision"],
+        expect="fail",
+        expect_failing=["queue_accounting", "health_transitions"],
+    ) as sc:
+        p = sc.profile
+        detect, _ = sc.health_budgets(sc.writer.history)
+        with HealthMonitor(sc.client, interval=sc.health_interval()):
+            with sc.nemesis.proxy_down("postgres") as window:
+                began = time.monotonic()
+                sc.hold_until(
+                    lambda: (
+                        time.monotonic() - began >= 1.5 * p.db_pool_timeout
+                        and sc.saw_health(window.start, healthy=False)
+                    ),
+                    timeout=1.5 * p.db_pool_timeout + max(detect.values()),
+                    what="the outage to last and /health to notice it",
+                    strict=False,
+                )
+            sc.client.submit_many(2)  # after the outage: the API takes them
+            # the budget within which a supervised worker has resumed and run them
+            h = sc.writer.history
+            sc.settle(sc.reconnect_budget(h) + sc.stall_budget(h) + p.job_timeout)
+
+        def checks(h: History) -> list[Verdict]:
+            detect, recover = sc.health_budgets(h)
+            return [
+                check_queue_accounting(h, expected_status="succeeded"),
+                check_health_transitions(h, detect_budget=detect, recover_budget=recover),
+            ]
+
+        sc.finish(checks)

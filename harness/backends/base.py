@@ -219,8 +219,12 @@ class Backend(ABC):
         """The session's PostgreSQL server (valid after :meth:`open`)."""
 
     @abstractmethod
-    def start_toxiproxy(self) -> ToxiproxyService:
-        """Start a Toxiproxy for one stack (ready on return)."""
+    def start_toxiproxy(self, *, seed: int, log_path: Path) -> ToxiproxyService:
+        """Start a Toxiproxy for one stack (ready on return).
+
+        ``seed`` drives its random draws (toxicity, jitter) where the server takes one;
+        ``log_path`` receives its log where the backend can redirect it.
+        """
 
     @abstractmethod
     def start_fakeapi(self, *, seed: int, log_path: Path, timeout: float = 30.0) -> Service:

@@ -673,22 +673,22 @@ class DockerBackend(Backend):
             raise BackendUnavailable("docker backend: not open")
         return self._postgres
 
-    def start_toxiproxy(self) -> ToxiproxyService:
+    def start_toxiproxy(self, *, seed: int, log_path: Path) -> ToxiproxyService:
         if not self.toxiproxy_in_container:
-            proxy = self._host_toxiproxy()
+            proxy = self._host_toxiproxy(seed=seed, log_path=log_path)
         else:
-            proxy = self._container_toxiproxy()
+            proxy = self._container_toxiproxy(seed=seed)
         self._toxiproxies.append(proxy)
         return proxy
 
-    def _host_toxiproxy(self) -> ToxiproxyService:
+    def _host_toxiproxy(self, *, seed: int, log_path: Path) -> ToxiproxyService:
         """The documented fallback: Toxiproxy on the host (as the local backend picks it),
         its upstreams the containers' published ports (their ``inside`` equals ``outside``)."""
         from harness.toxiproxy.select import start_toxiproxy
 
-        return LocalToxiproxy(start_toxiproxy())
+        return LocalToxiproxy(start_toxiproxy(seed=seed, log_path=log_path))
 
-    def _container_toxiproxy(self) -> ContainerToxiproxy:
+    def _container_toxiproxy(self, *, seed: int) -> ContainerToxiproxy:
         name = self._unique("toxiproxy")
         ports = {f"{TOXIPROXY_API_PORT}/tcp": free_port()}
         ports.update({f"{p}/tcp": free_port() for p in TOXIPROXY_PROXY_PORTS})
@@ -699,7 +699,7 @@ class DockerBackend(Backend):
                 name=name,
                 alias=name,
                 ports=ports,
-                command=["-host=0.0.0.0", f"-port={TOXIPROXY_API_PORT}"],
+                command=["-host=0.0.0.0", f"-port={TOXIPROXY_API_PORT}", f"-seed={seed}"],
                 # Unused by the real image; lets an image running the embedded Toxiproxy
                 # (``python -m harness.docker.build --toxiproxy-embedded``) import it.
                 environment={"PYTHONPATH": MOUNT_ROOT},

@@ -218,10 +218,10 @@ class LocalBackend(Backend):
             raise ServiceError("the local backend is not open: call open() first")
         return self._postgres
 
-    def start_toxiproxy(self) -> LocalToxiproxy:
+    def start_toxiproxy(self, *, seed: int, log_path: Path) -> LocalToxiproxy:
         from harness.toxiproxy.select import start_toxiproxy
 
-        return LocalToxiproxy(start_toxiproxy())
+        return LocalToxiproxy(start_toxiproxy(seed=seed, log_path=log_path))
 
     def start_fakeapi(self, *, seed: int, log_path: Path, timeout: float = 30.0) -> ManagedProcess:
         port = free_port(HOST)

@@ -217,18 +217,20 @@ def python_image(image: str = DEFAULT_PYTHON_IMAGE) -> Derived:
 
 
 EMBEDDED_TOXIPROXY_IMAGE = "bulletproof/toxiproxy-embedded:latest"
-# Speaks the real image's command line (``-host=H -port=P``) and runs the embedded Toxiproxy
-# from the ``harness`` package the docker backend mounts at /opt/bulletproof.
+# Speaks the real image's command line (``-host=H -port=P -seed=N``) and runs the embedded
+# Toxiproxy from the ``harness`` package the docker backend mounts at /opt/bulletproof.
 EMBEDDED_TOXIPROXY_ENTRYPOINT = """#!/bin/sh
 host=0.0.0.0
 port=8474
+seed=""
 for arg in "$@"; do
     case "$arg" in
         -host=*) host="${arg#-host=}" ;;
         -port=*) port="${arg#-port=}" ;;
+        -seed=*) seed="${arg#-seed=}" ;;
     esac
 done
-exec python3 -m harness.toxiproxy --host "$host" --port "$port"
+exec python3 -m harness.toxiproxy --host "$host" --port "$port" ${seed:+--seed "$seed"}
 """
 
 

@@ -151,7 +151,7 @@ def test_host_toxiproxy_fronts_published_ports_when_the_image_is_absent(
 ) -> None:
     if dockerb.toxiproxy_in_container:
         pytest.skip(f"{dockerb.images.toxiproxy} is present: Toxiproxy runs in a container")
-    tp = dockerb.start_toxiproxy()
+    tp = dockerb.start_toxiproxy(seed=1, log_path=tmp_path / "toxiproxy.log")
     assert tp.flavour != "container"
     fake = dockerb.start_fakeapi(seed=1, log_path=tmp_path / "f.log")
     assert fake.endpoint is not None and fake.endpoint.inside == fake.endpoint.outside
@@ -171,7 +171,7 @@ def test_toxiproxy_in_a_container_reaches_upstreams_by_alias(
     tp_backend: DockerBackend, tmp_path: Path
 ) -> None:
     assert tp_backend.toxiproxy_in_container
-    tp = tp_backend.start_toxiproxy()
+    tp = tp_backend.start_toxiproxy(seed=1, log_path=tmp_path / "toxiproxy.log")
     assert tp.flavour == "container"
     fake = tp_backend.start_fakeapi(seed=3, log_path=tmp_path / "f.log")
     assert fake.endpoint is not None
