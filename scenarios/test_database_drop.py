@@ -65,7 +65,19 @@ def test_database_drop(scenario: ScenarioFactory) -> None:
             # longer than the pool timeout: Procrastinate alone would stop its worker here
             outage(sc, sc.nemesis.proxy_down("postgres"), at_least=1.5 * p.db_pool_timeout)
             outage(sc, sc.nemesis.pg_down(kill=True), at_least=0.0)
+            healed = time.time()
             sc.settle()
+            # keep sampling to the end of the recovery window: /health must be 200 by then
+            _, recover = sc.health_budgets(sc.writer.history)
+            sc.hold_until(
+                lambda: (
+                    time.time() >= healed + recover
+                    and sc.saw_health(healed + recover, healthy=True)
+                ),
+                timeout=2 * recover,
+                what="/health 200 after the recovery window",
+                strict=False,
+            )
 
         def checks(h: History) -> list[Verdict]:
             detect, recover = sc.health_budgets(h)

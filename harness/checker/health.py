@@ -25,7 +25,7 @@ def check_health_transitions(
       or one per fault kind with ``"*"`` as the default);
     - after the window ends, a 200 comes within ``recover_budget``;
     - once healthy, a non-200 outside every [start, end + recover_budget] window is a false alarm;
-    - the last observation is 200.
+    - the last observation is 200 (unless it falls inside a recovery window).
     """
     kinds = None if fault_kinds is None else set(fault_kinds)
     faults = [
@@ -73,7 +73,8 @@ def check_health_transitions(
             if t > first_ok and v != 200 and not any(a <= t <= b for a, b in windows):
                 evidence.append(f"/health said {v} at {t:.3f} with no fault open: false alarm")
                 break
-    if obs[-1][1] != 200:
+    settled = max(((f.end or f.start) + recover_budget for f in history.faults), default=0.0)
+    if obs[-1][1] != 200 and obs[-1][0] > settled:
         evidence.append(f"/health ended at {obs[-1][1]}, not 200")
     if evidence:
         return Verdict(NAME, FAIL, evidence[0], figures, evidence)

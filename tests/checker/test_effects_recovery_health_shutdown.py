@@ -271,3 +271,17 @@ def test_health_detection_budget_per_fault_kind() -> None:
         _health(samples, (2.0, 4.0)).build(), detect_budget={"*": 1.0}, recover_budget=1.0
     )
     assert v.status == FAIL and "detection budget 1.000s" in v.evidence[0]
+
+
+def test_health_may_still_flap_inside_the_recovery_window() -> None:
+    # back to 200, then 503 again while the worker reconnects late: within the budget, fine
+    samples = [(0.0, 200), (2.5, 503), (4.1, 200), (4.6, 503)]
+    v = check_health_transitions(
+        _health(samples, (2.0, 4.0)).build(), detect_budget=1.0, recover_budget=1.0
+    )
+    assert v.status == PASS, v.evidence
+    later = [*samples, (5.5, 503)]  # still 503 after the window: a failure
+    v = check_health_transitions(
+        _health(later, (2.0, 4.0)).build(), detect_budget=1.0, recover_budget=1.0
+    )
+    assert v.status == FAIL
