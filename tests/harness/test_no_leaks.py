@@ -3,6 +3,7 @@ port or temp dir behind (the last one once the next run starts and reaps it)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,6 +105,18 @@ def inner_run(tmp_path: Path) -> Iterator[Any]:
         waited = wait_for(info, timeout=120, what="the inner stack to be up")
         return proc, waited.value
 
+    def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
+        """The inner run's exit code; on a hang, its threads' stacks (faulthandler) and log."""
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # pytest's faulthandler dumps every thread
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            log = (tmp_path / "inner.log").read_text(errors="replace")[-20000:]
+            raise AssertionError(f"inner pytest still running after {timeout}s:\n{log}") from None
+
+    start.wait_exit = wait_exit  # type: ignore[attr-defined]
     try:
         yield start
     finally:
@@ -132,7 +145,7 @@ def test_interrupted_or_failed_run_leaves_nothing(inner_run: Any, mode: str) -> 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
     elif mode == "sigterm":
         proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=120)
+    code = inner_run.wait_exit(proc, 120)
     assert code != 0
     _assert_nothing_left(info)
 
