@@ -222,6 +222,8 @@ class Stack:
         migrate_env = {
             **self.settings.env(),
             "PROCRASTINATE_DATABASE_URL": self.postgres.dsn(self.db_name, inside=True),
+            # the schema itself can carry a defect (plain-insert: no primary key)
+            "BULLETPROOF_DEFECTS": ",".join(self.defects),
         }
         with ThreadPoolExecutor(max_workers=3) as pool:
             # Three independent boots in parallel (each ~0.3-1 s): the fake API, Toxiproxy, and
