@@ -57,12 +57,14 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def _identity(pid: int) -> str:
+def owner_identity(pid: int | None = None) -> str:
+    """``"pid starttime"`` of a process (default: this one): stays unique when pids are reused."""
+    pid = os.getpid() if pid is None else pid
     return f"{pid} {_start_time(pid)}"
 
 
-def _alive(identity: str) -> bool:
-    """Whether the process recorded as ``"pid starttime"`` is still that same living process."""
+def owner_alive(identity: str) -> bool:
+    """Whether the process recorded by :func:`owner_identity` is still that same living process."""
     try:
         pid_text, start = identity.split()
         return _start_time(int(pid_text)) == start
@@ -95,7 +97,7 @@ def current_run() -> Run:
         # Built under a hidden name and renamed, so no reaper ever sees a run without its owner.
         building = temp_root() / f".{run_id}"
         (building / "pids").mkdir(parents=True)
-        (building / "owner").write_text(_identity(os.getpid()))
+        (building / "owner").write_text(owner_identity())
         building.rename(directory)
         os.environ[RUN_ENV] = run_id  # inherited by every child, also those we don't spawn
         _current = Run(run_id, directory)
@@ -116,7 +118,7 @@ def make_temp_dir(prefix: str) -> Path:
 def track(pid: int) -> None:
     """Record the process group led by ``pid`` so that it is killed with the run."""
     path = current_run().pids_dir / str(pid)
-    path.write_text(_identity(pid))
+    path.write_text(owner_identity(pid))
 
 
 def untrack(pid: int) -> None:
@@ -149,7 +151,7 @@ def _kill_run(directory: Path, run_id: str) -> list[int]:
     for entry in (directory / "pids").glob("*"):
         with contextlib.suppress(OSError):
             identity = entry.read_text()
-            if _alive(identity):
+            if owner_alive(identity):
                 pid = int(identity.split()[0])
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
@@ -174,7 +176,7 @@ def reap_stale(root: Path | None = None) -> list[str]:
             owner = (directory / "owner").read_text()
         except OSError:
             owner = ""
-        if owner and _alive(owner):
+        if owner and owner_alive(owner):
             continue
         run_id = directory.name
         _kill_run(directory, run_id)

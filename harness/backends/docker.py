@@ -52,6 +52,7 @@ from harness.backends.base import (
     ToxiproxyService,
 )
 from harness.backends.local import LocalBackend, LocalToxiproxy
+from harness.cleanup import owner_alive, owner_identity
 from harness.docker.engine import unreachable_reason
 from harness.docker.images import Images
 from harness.wait import WaitTimeout, wait_for
@@ -82,30 +83,6 @@ HARNESS_MOUNT = {"bind": f"{MOUNT_ROOT}/harness", "mode": "ro"}
 
 
 # --- ownership and leftovers -----------------------------------------------------------------
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]
-
-
-def owner_identity(pid: int | None = None) -> str:
-    """``"pid starttime"`` of a process: stays unique when pids are reused."""
-    pid = os.getpid() if pid is None else pid
-    return f"{pid} {_start_time(pid)}"
-
-
-def owner_alive(identity: str) -> bool:
-    """Whether the process recorded by :func:`owner_identity` still lives."""
-    try:
-        pid, start = identity.split()
-        return _start_time(int(pid)) == start
-    except ValueError:
-        return False
 
 
 def _client() -> docker.DockerClient:
