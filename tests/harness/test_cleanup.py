@@ -25,7 +25,7 @@ def test_reap_stale_kills_marked_processes_of_a_dead_run_and_removes_its_dir(
     )
     live_run = root / "live"
     (live_run / "pids").mkdir(parents=True)
-    (live_run / "owner").write_text(cleanup._identity(os.getpid()))
+    (live_run / "owner").write_text(cleanup.owner_identity(os.getpid()))
     try:
         wait_for(
             lambda: leftover.pid in cleanup.marked_pids(dead_run.name),
@@ -61,7 +61,7 @@ def test_tracked_process_groups_of_a_dead_run_are_killed(tmp_path: Path) -> None
     )
     try:
         wait_for(lambda: cleanup._start_time(victim.pid), timeout=5, what="victim to start")
-        (dead_run / "pids" / str(victim.pid)).write_text(cleanup._identity(victim.pid))
+        (dead_run / "pids" / str(victim.pid)).write_text(cleanup.owner_identity(victim.pid))
         assert cleanup.reap_stale(root) == ["dead"]
         assert victim.wait(timeout=10) == -9
     finally:
