@@ -53,6 +53,10 @@ INNER_TEST = textwrap.dedent(
 )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -93,6 +97,9 @@ def inner_run(tmp_path: Path) -> Iterator[Any]:
             stdout=(tmp_path / "inner.log").open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # As from a terminal: a shell without job control starts background commands
+            # with SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
+            preexec_fn=_default_sigint,
         )  # fmt: skip
         procs.append(proc)
 
