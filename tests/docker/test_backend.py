@@ -308,6 +308,8 @@ def test_ctrl_c_in_a_runner_removes_its_containers_on_the_way_out(
         f"""
         import pathlib, signal
         from harness.backends.docker import DockerBackend
+        # Ctrl-C as from a terminal: background shells start commands with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with DockerBackend(pathlib.Path({str(tmp_path / "work")!r})) as backend:
             backend.start_fakeapi(seed=1, log_path=pathlib.Path({str(tmp_path / "f.log")!r}))
             pathlib.Path({str(marker)!r}).write_text(backend.id)
