@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from harness.toxiproxy.chan import INTERRUPT, Chunk
+
 if TYPE_CHECKING:
     from harness.toxiproxy.chan import Stub
 
@@ -47,6 +49,18 @@ class Toxic:
     def ms(self, name: str) -> float:
         """Attribute ``name`` (milliseconds) in seconds."""
         return self.attrs[name] / 1000.0
+
+    async def next_chunk(self, stub: Stub) -> Chunk | None:
+        """The next chunk, or ``None`` when :meth:`pipe` must return: on an interrupt (the
+        chain changes) or at end of stream (then the stub is closed, passing the EOF on)."""
+        item = await stub.recv()
+        if item is INTERRUPT:
+            return None
+        if item is None:
+            stub.close()
+            return None
+        assert isinstance(item, Chunk)
+        return item
 
     async def pipe(self, stub: Stub) -> None:
         raise NotImplementedError

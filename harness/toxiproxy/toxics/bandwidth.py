@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub, now
+from harness.toxiproxy.chan import Chunk, Stub, now
 from harness.toxiproxy.toxics import Toxic, register
 
 SLICE = 0.1
@@ -23,14 +23,7 @@ class BandwidthToxic(Toxic):
     async def pipe(self, stub: Stub) -> None:
         rate = self.attrs["rate"]  # KB/s == bytes per millisecond
         sleep = 0.0
-        while True:
-            item = await stub.recv()
-            if item is INTERRUPT:
-                return
-            if item is None:
-                stub.close()
-                return
-            assert isinstance(item, Chunk)
+        while (item := await self.next_chunk(stub)) is not None:
             if rate <= 0:
                 sleep = 0.0
             else:

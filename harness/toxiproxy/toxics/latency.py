@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub, now
+from harness.toxiproxy.chan import Stub, now
 from harness.toxiproxy.toxics import Toxic, register
 
 
@@ -29,14 +29,7 @@ class LatencyToxic(Toxic):
         return delay / 1000.0
 
     async def pipe(self, stub: Stub) -> None:
-        while True:
-            item = await stub.recv()
-            if item is INTERRUPT:
-                return
-            if item is None:
-                stub.close()
-                return
-            assert isinstance(item, Chunk)
+        while (item := await self.next_chunk(stub)) is not None:
             sleep = self.delay(stub) - (now() - item.ts)
             if not await stub.sleep(sleep):
                 await stub.send(item)  # interrupted: pass it on at once, never drop data

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub
+from harness.toxiproxy.chan import Chunk, Stub
 from harness.toxiproxy.toxics import Toxic, register
 
 
@@ -32,14 +32,7 @@ class LimitDataToxic(Toxic):
         assert isinstance(state, LimitState)
         limit = self.attrs["bytes"]
         remaining = limit - state.transmitted
-        while True:
-            item = await stub.recv()
-            if item is INTERRUPT:
-                return
-            if item is None:
-                stub.close()
-                return
-            assert isinstance(item, Chunk)
+        while (item := await self.next_chunk(stub)) is not None:
             remaining = max(remaining, 0)
             if remaining < len(item.data):
                 item = Chunk(item.data[:remaining], item.ts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub
+from harness.toxiproxy.chan import Stub
 from harness.toxiproxy.toxics import Toxic, register
 
 
@@ -15,12 +15,5 @@ class NoopToxic(Toxic):
     fields: ClassVar[dict[str, str]] = {}
 
     async def pipe(self, stub: Stub) -> None:
-        while True:
-            item = await stub.recv()
-            if item is INTERRUPT:
-                return
-            if item is None:
-                stub.close()
-                return
-            assert isinstance(item, Chunk)
+        while (item := await self.next_chunk(stub)) is not None:
             await stub.send(item)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.toxiproxy.chan import INTERRUPT, Chunk, Stub
+from harness.toxiproxy.chan import Chunk, Stub
 from harness.toxiproxy.toxics import Toxic, register
 
 
@@ -42,14 +42,7 @@ class SlicerToxic(Toxic):
 
     async def pipe(self, stub: Stub) -> None:
         delay = self.attrs["delay"] / 1_000_000
-        while True:
-            item = await stub.recv()
-            if item is INTERRUPT:
-                return
-            if item is None:
-                stub.close()
-                return
-            assert isinstance(item, Chunk)
+        while (item := await self.next_chunk(stub)) is not None:
             data = item.data
             offsets = self.chunk(stub, 0, len(data))
             for i in range(1, len(offsets), 2):
