@@ -16,7 +16,6 @@ import logging
 import os
 import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
@@ -24,6 +23,7 @@ from procrastinate import App, PsycopgConnector
 from procrastinate.types import JSONDict
 
 from harness.postgres import LocalPostgres
+from harness.wait import wait_for_async
 from system import db
 from system.retry import ExponentialBackoffStrategy
 from system.settings import Settings, load_settings
@@ -73,20 +73,20 @@ async def _throughput(dsn: str, jobs: int, run: Callable[[], Awaitable[None]]) -
 
 
 async def _wait_all_done(dsn: str, jobs: int, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        while True:
+
+        async def all_done() -> bool:
             cur = await conn.execute(
                 "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s "
                 "AND status = 'succeeded'",
                 (TASK,),
             )
             row = await cur.fetchone()
-            if row and row[0] >= jobs:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {row[0] if row else 0}/{jobs} jobs done")
-            await asyncio.sleep(0.05)
+            return bool(row and row[0] >= jobs)
+
+        await wait_for_async(
+            all_done, timeout=timeout, what=f"{jobs} jobs to succeed", interval=0.05
+        )
 
 
 async def _bare_round(dsn: str, settings: Settings, jobs: int) -> float:
