@@ -1,4 +1,4 @@
-"""nox sessions: `tests`, `lint`, `chaos`, `bench`.
+"""nox sessions: `tests`, `lint`, `chaos`, `mutants`, `docker_smoke`, `bench`.
 
 Every session installs the project with its `dev` extra into its own virtualenv, so each
 one works on a fresh machine with nothing but Python (and PostgreSQL's server binaries).
@@ -34,20 +34,35 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-@nox.session
-def chaos(session: nox.Session) -> None:
-    """Every scenario against real processes, sockets and PostgreSQL; writes reports/."""
+def _scenarios(session: nox.Session, name: str, marks: str) -> None:
     _install(session)
     started = time.monotonic()
     try:
         session.run(
             "pytest",
             "scenarios",
+            "-m",
+            marks,
             "--junitxml=reports/junit.xml",
+            "--durations=5",
             *session.posargs,
         )
     finally:
-        session.log(f"chaos wall time: {time.monotonic() - started:.1f}s (excluding installation)")
+        session.log(f"{name} wall time: {time.monotonic() - started:.1f}s (excluding installation)")
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Every scenario against real processes, sockets and PostgreSQL, plus a representative
+    subset of the defect matrix (marker ``chaos_subset``); writes reports/."""
+    _scenarios(session, "chaos", "not mutant or chaos_subset")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """The whole defect matrix (marker ``mutant``): every deliberate defect must turn one of
+    its named invariants red; writes reports/ like ``chaos``."""
+    _scenarios(session, "mutants", "mutant")
 
 
 @nox.session(name="docker_smoke")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness import probe
 from harness.history.records import Fault, Observation
 from harness.history.store import HistoryWriter
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Which fault target a Toxiproxy proxy name stands for.
 PROXY_TARGETS = {"jokeapi": "jokeapi", "postgres": "dblink"}
+#: The SUT names each worker's database connections ``<prefix><worker name>``.
+WORKER_APPLICATION_PREFIX = "bulletproof-worker-"
 #: Duration (seconds) given to a fake-API fault that lasts until its block ends.
 OPEN_ENDED = 24 * 3600.0
 
@@ -56,6 +59,8 @@ class Nemesis:
         self.history = history
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.stopped_for_good: set[str] = set()
+        """Processes this nemesis stopped and did not start again (not a defect if down)."""
         if stack.toxiproxy is not None:
             stack.toxiproxy.client()  # toxiproxy-python keeps its server in class attributes
 
@@ -101,6 +106,8 @@ class Nemesis:
             fault.detail["dead_after"] = round(time.time() - fault.start, 4)
             if restart:
                 fault.detail["ready_after"] = round(worker.start(timeout=timeout), 4)
+            else:
+                self.stopped_for_good.add(name)
         assert fault.end is not None
         return fault.end - fault.start
 
@@ -126,6 +133,7 @@ class Nemesis:
         code: int | None = None
         detail = {} if jobs is None else {"jobs": sorted(jobs)}
         with self.window("sigterm", f"worker:{name}", **detail) as fault:
+            self.stopped_for_good.add(name)
             worker.terminate()
             try:
                 code = worker.wait_exit(timeout=timeout)
@@ -187,6 +195,31 @@ class Nemesis:
         assert fault.end is not None
         return fault.end - fault.start
 
+    def terminate_backends(self, name: str) -> int:
+        """Terminate every PostgreSQL connection of worker ``name`` (its pool, heartbeat and
+        LISTEN connections: ``application_name`` ``bulletproof-worker-<name>``) while the
+        database and the network stay up: only that worker's sessions break. Returns how many
+        connections were terminated (recorded in the window's detail)."""
+        app_name = f"{WORKER_APPLICATION_PREFIX}{name}"
+        with self.window("terminate_backend", f"worker:{name}", application_name=app_name) as f:
+            count = probe.terminate_backends(self.stack.db_dsn, app_name)
+            f.detail["terminated"] = count
+        return count
+
+    @contextlib.contextmanager
+    def heartbeats_rejected(self) -> Iterator[FaultHandle]:
+        """Inside the block PostgreSQL rejects every heartbeat write (an error on the UPDATE of
+        ``procrastinate_workers``, as a lock or statement timeout on that table would give)
+        while fetching, running and finishing jobs keep working. Target ``heartbeat``."""
+        dsn = self.stack.db_dsn
+        with self.window("heartbeat_rejected", "heartbeat") as fault:
+            probe.reject_heartbeats(dsn, on=True)
+            try:
+                yield fault
+            finally:
+                probe.reject_heartbeats(dsn, on=False)
+                fault.detail["rejected"] = probe.heartbeat_rejections(dsn)
+
     # -- network (Toxiproxy) ------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -240,3 +273,14 @@ class Nemesis:
                 yield fault
             finally:
                 fake.clear_faults()
+
+    def arm_api_fault(self, kind: str, **spec: Any) -> FaultHandle:
+        """Arm a fake-API fault that ends by itself (``count`` requests or ``duration``
+        seconds), e.g. ``arm_api_fault("slow", delay=1.0, count=3)``. Its window opens and
+        closes now (kind ``http_<kind>``, the spec in ``detail``); which requests it hit is in
+        the fake API's request record (``fault``)."""
+        if spec.get("count") is None and spec.get("duration") is None:
+            raise ValueError("an armed fault needs count or duration; use api_fault() for a block")
+        with self.window(f"http_{kind}", "jokeapi", armed=True, **spec) as fault:
+            self.stack.fakeapi.add_fault(kind, **spec)
+        return fault

@@ -7,8 +7,11 @@ absent), ``--reports-dir`` (env ``BULLETPROOF_REPORTS``, default ``reports``).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +81,40 @@ def pytest_report_header(config: pytest.Config) -> str:
 def seed(pytestconfig: pytest.Config) -> int:
     """The run's seed: every random choice flows from it."""
     return pytestconfig.stash[SEED_KEY]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.time()
+
+
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After scenarios ran: the suite's wall time and where each scenario's time went,
+    slowest first (stack start, calibration, faults, settle, collect, check)."""
+    config = terminalreporter.config
+    started = config.stash.get(_STARTED, None)
+    if started is None:
+        return
+    results = Path(config.getoption("--reports-dir")) / "results"
+    rows: list[tuple[float, str, dict[str, float]]] = []
+    for path in results.glob("*.json") if results.is_dir() else []:
+        if path.stat().st_mtime < started:
+            continue
+        try:
+            for entry in json.loads(path.read_text(encoding="utf-8")).get("scenarios", []):
+                phases = entry.get("phases") or {}
+                rows.append((float(entry.get("duration") or 0.0), entry["scenario"], phases))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not rows:
+        return
+    rows.sort(reverse=True)
+    terminalreporter.section("bulletproof: where the time went")
+    terminalreporter.write_line(
+        f"suite wall time {time.time() - started:.1f}s; {len(rows)} scenarios, slowest first:"
+    )
+    for duration, name, phases in rows:
+        parts = ", ".join(f"{k} {float(v):.1f}" for k, v in phases.items())
+        terminalreporter.write_line(f"  {duration:6.1f}s  {name}  ({parts})")

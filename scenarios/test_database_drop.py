@@ -1,29 +1,32 @@
-"""Database drop: the link to PostgreSQL cut for longer than the pool timeout, then PostgreSQL
-SIGKILLed, with jobs in flight and submissions going on.
+"""Database drop: the link to PostgreSQL cut long enough to matter, then PostgreSQL SIGKILLed,
+with jobs in flight and submissions going on.
 
-The system must resume on its own each time: every acknowledged job succeeds, every job pending
-when an outage ends moves again (starts or ends a run) within ``reconnect + stalled-job
-recovery`` (budgets from the configuration), and ``/health`` says 503 during
-each outage and 200 again after it. Submissions made during an outage are refused or end
-``unknown``; an unknown one that ran anyway is counted as recovered, not as unexpected.
+The first outage lasts past the pool timeout (Procrastinate alone stops its worker there),
+``WORKER_TIMEOUT`` and four reconnect attempts (:func:`harness.budgets.long_outage`), so a
+supervisor that gives up early is caught. After each outage new jobs are submitted: they must
+run. The system must resume on its own each time: every acknowledged job succeeds, every job
+pending when an outage ends moves again within ``reconnect + stalled-job recovery``, the worker
+process is alive at the end, and ``/health`` says 503 during each outage and 200 after it.
+Submissions made during an outage are refused or end ``unknown``; an unknown one counts as
+recovered only if its job ended. Mutations: ``no-db-supervision``, ``supervisor-gives-up``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
-from harness.checker import (
-    Verdict,
-    check_health_transitions,
-    check_no_duplicate_effects,
-    check_queue_accounting,
-    check_recovery_latency,
-)
+import pytest
+
+from harness import budgets
+from harness.checker import Verdict, check_health_transitions, check_queue_resumes
+from harness.checks import baseline
 from harness.client import HealthMonitor
 from harness.history import History
 from harness.nemesis import FaultHandle
-from harness.scenario import ScenarioFactory, ScenarioRun, settle_budget
+from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from system.defects import Defect
 
 TITLE = "Database drop: link cut beyond the pool timeout, then PostgreSQL SIGKILLed"
 CLAIMS = ["no_loss_database", "health_monitoring", "complete_or_fail"]
@@ -31,11 +34,12 @@ CLAIMS = ["no_loss_database", "health_monitoring", "complete_or_fail"]
 
 def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_least: float) -> None:
     """Jobs in flight, then ``fault`` held for ``at_least`` seconds and until /health said 503
-    (submitting meanwhile), then healed; returns once /health says 200 again."""
-    p = sc.profile
-    detect, recover = sc.health_budgets(sc.writer.history)
+    (submitting meanwhile), then healed; returns once /health says 200 again (or the recovery
+    budget passed: the checker judges)."""
+    p, cal = sc.profile, sc.calibration
+    detect = budgets.health_detect(p, cal)
     n = sc.rng.randint(2, 3)
-    sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=n)
+    sc.nemesis.arm_api_fault("slow", delay=min(p.job_timeout * 2 / 3, 2.0), count=n)
     sc.client.submit_many(n)
     sc.wait_in_flight(1)
     with fault as window:
@@ -52,85 +56,70 @@ def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_le
     healed = time.time()
     sc.hold_until(
         lambda: sc.saw_health(healed, healthy=True),
-        timeout=recover + settle_budget(p),
+        timeout=budgets.health_recover(p, cal),
         what="/health back to 200",
         strict=False,
     )
+    sc.client.submit_many(2)  # after the outage: these must run
+
+
+def drop_the_database(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
+    p, cal = sc.profile, sc.calibration
+    with HealthMonitor(sc.client, interval=budgets.health_interval(p)):
+        outage(sc, sc.nemesis.proxy_down("postgres"), at_least=budgets.long_outage(p))
+        outage(sc, sc.nemesis.pg_down(kill=True), at_least=0.0)
+        sc.settle(
+            budgets.reconnect(p, cal)
+            + budgets.stall_recovery(p, cal)
+            + budgets.backoff_total(p)
+            + 2 * p.job_timeout
+        )
+        # keep sampling to the end of the recovery window: /health must be 200 by then
+        settled = time.time()
+        recover = budgets.health_recover(p, cal)
+        sc.hold_until(
+            lambda: time.time() >= settled + recover and sc.saw_health(settled, healthy=True),
+            timeout=2 * recover,
+            what="/health 200 after the recovery window",
+            strict=False,
+        )
+
+    def checks(h: History) -> list[Verdict]:
+        return [
+            *baseline(
+                h, expected_status="succeeded", smallest=p.worker_timeout, what="a reconnect"
+            ),
+            check_queue_resumes(
+                h,
+                budget=budgets.reconnect(p, cal) + budgets.stall_recovery(p, cal),
+                fault_kinds=("proxy_down", "pg_kill"),
+                target_prefix=("dblink", "postgres"),
+            ),
+            check_health_transitions(
+                h,
+                detect_budget=budgets.health_detect(p, cal),
+                recover_budget=budgets.health_recover(p, cal),
+            ),
+        ]
+
+    return checks
 
 
 def test_database_drop(scenario: ScenarioFactory) -> None:
     with scenario("database_drop", title=TITLE, claims=CLAIMS) as sc:
-        p = sc.profile
-        with HealthMonitor(sc.client, interval=sc.health_interval()):
-            # longer than the pool timeout: Procrastinate alone would stop its worker here
-            outage(sc, sc.nemesis.proxy_down("postgres"), at_least=1.5 * p.db_pool_timeout)
-            outage(sc, sc.nemesis.pg_down(kill=True), at_least=0.0)
-            healed = time.time()
-            sc.settle()
-            # keep sampling to the end of the recovery window: /health must be 200 by then
-            _, recover = sc.health_budgets(sc.writer.history)
-            sc.hold_until(
-                lambda: (
-                    time.time() >= healed + recover
-                    and sc.saw_health(healed + recover, healthy=True)
-                ),
-                timeout=2 * recover,
-                what="/health 200 after the recovery window",
-                strict=False,
-            )
-
-        def checks(h: History) -> list[Verdict]:
-            detect, recover = sc.health_budgets(h)
-            return [
-                check_queue_accounting(h, expected_status="succeeded"),
-                check_recovery_latency(
-                    h,
-                    budget=sc.reconnect_budget(h) + sc.stall_budget(h),
-                    fault_kinds=("proxy_down", "pg_kill"),
-                    target_prefix=("dblink", "postgres"),
-                    progress=True,
-                ),
-                check_health_transitions(h, detect_budget=detect, recover_budget=recover),
-                check_no_duplicate_effects(h),
-            ]
-
-        sc.finish(checks)
+        sc.finish(drop_the_database(sc))
 
 
-def test_database_drop__defect_no_db_supervision(scenario: ScenarioFactory) -> None:
-    """Without supervision the worker dies with its database session (Procrastinate's own
-    behaviour): jobs submitted after the outage are never run and /health stays 503."""
-    with scenario(
-        "database_drop__defect_no_db_supervision",
-        title=f"{TITLE}, worker not supervised (defect)",
-        defects=["no-db-supervision"],
-        expect="fail",
-        expect_failing=["queue_accounting", "health_transitions"],
-    ) as sc:
-        p = sc.profile
-        detect, _ = sc.health_budgets(sc.writer.history)
-        with HealthMonitor(sc.client, interval=sc.health_interval()):
-            with sc.nemesis.proxy_down("postgres") as window:
-                began = time.monotonic()
-                sc.hold_until(
-                    lambda: (
-                        time.monotonic() - began >= 1.5 * p.db_pool_timeout
-                        and sc.saw_health(window.start, healthy=False)
-                    ),
-                    timeout=1.5 * p.db_pool_timeout + max(detect.values()),
-                    what="the outage to last and /health to notice it",
-                    strict=False,
-                )
-            sc.client.submit_many(2)  # after the outage: the API takes them
-            # the budget within which a supervised worker has resumed and run them
-            h = sc.writer.history
-            sc.settle(sc.reconnect_budget(h) + sc.stall_budget(h) + p.job_timeout)
+MUTANTS = [
+    (Defect.NO_DB_SUPERVISION, ["queue_accounting", "processes_alive"]),
+    (Defect.SUPERVISOR_GIVES_UP, ["queue_accounting", "processes_alive"]),
+]
 
-        def checks(h: History) -> list[Verdict]:
-            detect, recover = sc.health_budgets(h)
-            return [
-                check_queue_accounting(h, expected_status="succeeded"),
-                check_health_transitions(h, detect_budget=detect, recover_budget=recover),
-            ]
 
-        sc.finish(checks)
+@pytest.mark.parametrize(
+    ("defect", "failing"),
+    mutants("database_drop", MUTANTS, subset=[Defect.SUPERVISOR_GIVES_UP]),
+)
+def test_database_drop_mutant(scenario: ScenarioFactory, defect: Defect, failing: list[str]) -> None:
+    with scenario("database_drop", title=TITLE, defect=defect, expect_failing=failing) as sc:
+        sc.finish(drop_the_database(sc))

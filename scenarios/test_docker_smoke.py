@@ -23,7 +23,8 @@ import pytest
 
 from harness import cleanup
 from harness.backends.base import Backend, BackendUnavailable, ServiceError
-from harness.checker import check_no_duplicate_effects, check_queue_accounting
+from harness import budgets
+from harness.checks import baseline
 from harness.docker.engine import unreachable_reason
 from harness.scenario import ScenarioRun
 from harness.stack import Stack
@@ -109,7 +110,7 @@ def test_docker_smoke(
             assert cut_jobs, "no job was acknowledged while the joke API was cut"
             seen = wait_for(
                 lambda: _retries_scheduled(stack, cut_jobs),
-                timeout=run.pickup_budget() + run.profile.job_timeout,
+                timeout=budgets.pickup(run.profile) + run.profile.job_timeout,
                 what="a job to fail an attempt on the cut joke API and be scheduled for retry",
                 ignore=(psycopg.Error,),
             )
@@ -117,10 +118,12 @@ def test_docker_smoke(
         run.client.submit_many(SUBMIT_EACH)
 
         result = run.finish(
-            lambda h: [
-                check_queue_accounting(h, expected_status="succeeded"),
-                check_no_duplicate_effects(h),
-            ]
+            lambda h: baseline(
+                h,
+                expected_status="succeeded",
+                smallest=run.profile.worker_timeout,
+                what="job completion",
+            )
         )
         # And directly: every acknowledged job is succeeded in procrastinate_jobs.
         statuses = run.statuses()

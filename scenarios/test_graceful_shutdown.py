@@ -1,56 +1,99 @@
-"""Graceful shutdown: SIGTERM a worker with jobs in flight while another worker keeps running.
+"""Graceful shutdown: SIGTERM a worker with jobs in flight, some answering soon, some hanging.
 
-Some jobs answer within ``WORKER_TIMEOUT`` and must finish during the shutdown; others hang and
-must be aborted and re-queued when ``WORKER_TIMEOUT`` runs out. The worker must exit 0 within
-``WORKER_TIMEOUT`` (+ tolerance), leave nothing ``doing``, and no job may run twice because its
-heartbeat stopped while it was finishing (the surviving worker's stalled-job recovery runs all
-along). Every job ends ``succeeded``.
+``JOB_TIMEOUT`` is four times ``WORKER_TIMEOUT`` and the hanging requests never answer on
+their own, so only the shutdown can end them: they must be aborted at ``WORKER_TIMEOUT``
+(within the calibrated tolerance), re-queued, and then succeed on the second worker, which
+joins once the first has taken every job and runs stalled-job recovery all along (no job may
+run twice because the stopping worker's heartbeat stopped). The quick jobs finish during the
+shutdown. The worker exits 0 within ``WORKER_TIMEOUT`` + a stated margin
+(:data:`harness.budgets.EXIT_MARGIN`). Mutations: ``no-shutdown-abort`` (runs go on until
+their own timeout) and ``cancelled-not-requeued`` (aborted jobs are lost).
 """
 
 from __future__ import annotations
 
-from harness.checker import (
-    Verdict,
-    check_graceful_shutdown,
-    check_no_duplicate_effects,
-    check_queue_accounting,
-)
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from harness import budgets
+from harness.budgets import EXIT_MARGIN
+from harness.checker import Verdict, check_graceful_shutdown
+from harness.checks import baseline
 from harness.history import History
-from harness.scenario import ScenarioFactory
+from harness.profiles import get_profile
+from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from system.defects import Defect
 
 TITLE = "Graceful shutdown (SIGTERM) with jobs in flight"
 CLAIMS = ["graceful_shutdown", "shutdown_stalled_retried", "complete_or_fail"]
 
 
-def test_graceful_shutdown(scenario: ScenarioFactory) -> None:
-    with scenario("graceful_shutdown", title=TITLE, claims=CLAIMS, workers=2) as sc:
-        p = sc.profile
-        n = 6
-        hanging = sc.rng.randint(2, 3)
-        # Requests that hang outlive WORKER_TIMEOUT (they end at JOB_TIMEOUT or when aborted);
-        # slow ones are still running at the signal and answer within WORKER_TIMEOUT.
-        sc.stack.fakeapi.hang(count=hanging)
-        sc.stack.fakeapi.slow(0.6 * min(p.worker_timeout, p.job_timeout), count=n - hanging)
-        sc.client.submit_many(n)
-        running = sc.wait_all_started()
-        sc.hold_until(
-            lambda: set(running) <= set(sc.running_on(running)),
-            timeout=p.job_timeout,
-            what="every running job in a worker's log",
-        )
-        placement = sc.running_on(running)
-        victim = max(("w1", "w2"), key=lambda w: sum(1 for v in placement.values() if v == w))
-        jobs = sorted(j for j, w in placement.items() if w == victim)
-        code = sc.nemesis.sigterm_worker(victim, timeout=p.worker_timeout * 3 + 5.0, jobs=jobs)
-        sc.observe("shutdown", {"worker": victim, "jobs": jobs, "exit_code": code})
+def shutdown_settings(profile_name: str) -> dict[str, Any]:
+    """``JOB_TIMEOUT`` at least four ``WORKER_TIMEOUT``s: only the shutdown ends a hang."""
+    p = get_profile(profile_name)
+    return {"job_timeout": max(p.job_timeout, 4 * p.worker_timeout)}
 
-        def checks(h: History) -> list[Verdict]:
-            return [
-                check_graceful_shutdown(
-                    h, worker_timeout=p.worker_timeout, tolerance=sc.shutdown_tolerance(h)
-                ),
-                check_queue_accounting(h, expected_status="succeeded"),
-                check_no_duplicate_effects(h),
-            ]
 
-        sc.finish(checks)
+def sigterm_mid_job(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
+    """w1 takes every job (some hang, some are quick), w2 joins, w1 gets SIGTERM."""
+    p = sc.profile
+    n = 5
+    hanging = sc.rng.randint(2, 3)
+    sc.nemesis.arm_api_fault("hang", count=hanging, duration=2 * p.job_timeout)
+    sc.nemesis.arm_api_fault("slow", delay=0.5 * p.worker_timeout, count=n - hanging)
+    sc.client.submit_many(n)
+    running = sc.wait_all_started(min_doing=n)
+    sc.wait_placed(running)
+    sc.stack.add_worker("w2")
+    code = sc.nemesis.sigterm_worker(
+        "w1", timeout=p.job_timeout + p.worker_timeout + budgets.PROCESS_START_MARGIN, jobs=running
+    )
+    sc.observe("shutdown", {"worker": "w1", "jobs": running, "exit_code": code})
+
+    def checks(h: History) -> list[Verdict]:
+        tol = sc.calibration.tolerance
+        return [
+            *baseline(
+                h,
+                expected_status="succeeded",
+                smallest=p.worker_timeout,
+                what="an abort at WORKER_TIMEOUT",
+            ),
+            check_graceful_shutdown(
+                h,
+                worker_timeout=p.worker_timeout,
+                abort_tolerance=tol,
+                exit_margin=EXIT_MARGIN + tol,
+                require_abort=True,
+            ),
+        ]
+
+    return checks
+
+
+def test_graceful_shutdown(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> None:
+    settings = shutdown_settings(pytestconfig.getoption("--profile"))
+    with scenario("graceful_shutdown", title=TITLE, claims=CLAIMS, settings=settings) as sc:
+        sc.finish(sigterm_mid_job(sc))
+
+
+MUTANTS = [
+    (Defect.NO_SHUTDOWN_ABORT, ["graceful_shutdown"]),
+    (Defect.CANCELLED_NOT_REQUEUED, ["graceful_shutdown", "queue_accounting"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("defect", "failing"),
+    mutants("graceful_shutdown", MUTANTS, subset=[Defect.CANCELLED_NOT_REQUEUED]),
+)
+def test_graceful_shutdown_mutant(
+    scenario: ScenarioFactory, pytestconfig: pytest.Config, defect: Defect, failing: list[str]
+) -> None:
+    settings = shutdown_settings(pytestconfig.getoption("--profile"))
+    with scenario(
+        "graceful_shutdown", title=TITLE, settings=settings, defect=defect, expect_failing=failing
+    ) as sc:
+        sc.finish(sigterm_mid_job(sc))

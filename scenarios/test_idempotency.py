@@ -1,9 +1,11 @@
 """Idempotency: duplicate submissions while the joke API returns the same joke every time.
 
 The jobs run concurrently and all upsert the same ``joke_id``: exactly one row must remain
-(``INSERT ... ON CONFLICT DO UPDATE``), and the repeated fetches of that joke are counted in
-the report, not hidden. Mutation: with ``plain-insert`` (no primary key, plain INSERT) the
-checker must fail ``no_duplicate_effects``.
+(``INSERT ... ON CONFLICT DO UPDATE``), every succeeded job must have recorded its effect
+(job -> joke, written in the same transaction), and the repeated fetches of that joke are
+counted in the report, not hidden. Mutations: ``plain-insert`` (no primary key, plain
+INSERT), ``ack-without-queue`` (the API acknowledges jobs it never queues) and
+``succeed-without-store`` (a job reported succeeded without its row).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Callable, Sequence
 import psycopg
 import pytest
 
-from harness.checker import Verdict, check_no_duplicate_effects, check_queue_accounting
+from harness.checker import Verdict
+from harness.checks import baseline
 from harness.history import History
-from harness.scenario import ScenarioFactory, ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from system.defects import Defect
 
 TITLE = "Idempotency: duplicate submissions, the same joke every time"
 CLAIMS = ["no_duplicate_effects", "no_duplicate_execution", "complete_or_fail"]
@@ -23,14 +27,14 @@ CLAIMS = ["no_duplicate_effects", "no_duplicate_execution", "complete_or_fail"]
 
 def duplicate_submissions(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     """Force one joke, submit the same request several times (the seed's Test 5)."""
+    p = sc.profile
     sc.stack.fakeapi.set_pool(1)
     sc.client.submit_many(sc.rng.randint(4, 6), category="dev")
 
     def checks(h: History) -> list[Verdict]:
-        return [
-            check_no_duplicate_effects(h),
-            check_queue_accounting(h, expected_status="succeeded"),
-        ]
+        return baseline(
+            h, expected_status="succeeded", smallest=p.worker_timeout, what="job completion"
+        )
 
     return checks
 
@@ -49,15 +53,19 @@ def _has_primary_key(dsn: str) -> bool:
     return bool(row and row[0])
 
 
-def test_idempotency__defect_plain_insert(scenario: ScenarioFactory) -> None:
-    with scenario(
-        "idempotency__defect_plain_insert",
-        title=f"{TITLE}, upsert replaced by a plain INSERT without primary key (defect)",
-        defects=["plain-insert"],
-        expect="fail",
-        expect_failing=["no_duplicate_effects"],
-    ) as sc:
-        if _has_primary_key(sc.stack.db_dsn):
+MUTANTS = [
+    (Defect.PLAIN_INSERT, ["no_duplicate_effects"]),
+    (Defect.ACK_WITHOUT_QUEUE, ["queue_accounting"]),
+    (Defect.SUCCEED_WITHOUT_STORE, ["job_effects"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("defect", "failing"), mutants("idempotency", MUTANTS, subset=[Defect.SUCCEED_WITHOUT_STORE])
+)
+def test_idempotency_mutant(scenario: ScenarioFactory, defect: Defect, failing: list[str]) -> None:
+    with scenario("idempotency", title=TITLE, defect=defect, expect_failing=failing) as sc:
+        if defect is Defect.PLAIN_INSERT and _has_primary_key(sc.stack.db_dsn):
             pytest.fail(
                 "the plain-insert defect is not in place: chuck_norris_jokes has a primary key, "
                 "so migrate ran without BULLETPROOF_DEFECTS (docs/DESIGN.md: every SUT process, "

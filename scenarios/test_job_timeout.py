@@ -2,7 +2,9 @@
 
 ``JOB_TIMEOUT`` is capped below the SUT's HTTP read timeout (as the seed's Test 2 lowers it),
 so it is the job timeout, not the HTTP client, that ends the hanging run, in every profile.
-Mutation: with ``no-timeout`` the hang lasts until the fake API gives up, past the timeout.
+A timed-out run with runs left must be retried (``failed`` after a timeout on run 1 of 5 is a
+lost job in disguise). Mutations: ``no-timeout`` (the hang outlives the timeout) and
+``timeout-not-retried`` (the seed's retry list, which forgets ``TimeoutError``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from harness.checker import (
-    Verdict,
-    check_attempt_count,
-    check_job_timeout,
-    check_queue_accounting,
-    check_retry_schedule,
-)
+from harness.checker import Verdict, check_attempt_count, check_job_timeout, check_retry_schedule
+from harness.checks import baseline
 from harness.history import History
 from harness.profiles import get_profile
-from harness.scenario import ScenarioFactory, ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from system.defects import Defect
 from system.jokes import HTTP_TIMEOUT
 
 TITLE = "Job timeout: hanging requests are cancelled and retried"
@@ -38,17 +36,28 @@ def hanging_jobs(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     504: the SUT must have given up long before)."""
     p = sc.profile
     n = sc.rng.randint(2, 3)
-    sc.stack.fakeapi.hang(count=n, duration=2 * p.job_timeout)
+    sc.nemesis.arm_api_fault("hang", count=n, duration=2 * p.job_timeout)
     sc.client.submit_many(n)
 
     def checks(h: History) -> list[Verdict]:
-        tol = sc.tolerance(h)
+        tol = sc.calibration.tolerance
         return [
-            check_job_timeout(h, job_timeout=p.job_timeout, tolerance=tol, require_timeouts=True),
+            *baseline(
+                h,
+                expected_status="succeeded",
+                smallest=min(p.retry_base_delay, p.job_timeout),
+                what="retry delays and the job timeout",
+            ),
+            check_job_timeout(
+                h,
+                job_timeout=p.job_timeout,
+                tolerance=tol,
+                max_attempts=p.max_retries,
+                require_timeouts=True,
+            ),
             check_retry_schedule(
                 h, base_delay=p.retry_base_delay, max_delay=p.retry_max_delay, tolerance=tol
             ),
-            check_queue_accounting(h, expected_status="succeeded"),
             check_attempt_count(h, max_attempts=p.max_retries),
         ]
 
@@ -61,16 +70,20 @@ def test_job_timeout(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> 
         sc.finish(hanging_jobs(sc))
 
 
-def test_job_timeout__defect_no_timeout(
-    scenario: ScenarioFactory, pytestconfig: pytest.Config
+MUTANTS = [
+    (Defect.NO_TIMEOUT, ["job_timeout"]),
+    (Defect.TIMEOUT_NOT_RETRIED, ["job_timeout"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("defect", "failing"), mutants("job_timeout", MUTANTS, subset=[Defect.TIMEOUT_NOT_RETRIED])
+)
+def test_job_timeout_mutant(
+    scenario: ScenarioFactory, pytestconfig: pytest.Config, defect: Defect, failing: list[str]
 ) -> None:
     settings = timeout_settings(pytestconfig.getoption("--profile"))
     with scenario(
-        "job_timeout__defect_no_timeout",
-        title=f"{TITLE}, job timeout not applied (defect)",
-        settings=settings,
-        defects=["no-timeout"],
-        expect="fail",
-        expect_failing=["job_timeout"],
+        "job_timeout", title=TITLE, settings=settings, defect=defect, expect_failing=failing
     ) as sc:
         sc.finish(hanging_jobs(sc))

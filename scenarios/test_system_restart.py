@@ -12,15 +12,12 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from harness.checker import (
-    Verdict,
-    check_attempt_count,
-    check_no_duplicate_effects,
-    check_queue_accounting,
-    check_recovery_latency,
-)
+from harness import budgets
+from harness.budgets import PROCESS_START_MARGIN
+from harness.checker import Verdict, check_attempt_count, check_recovery_latency
+from harness.checks import baseline
 from harness.history import History
-from harness.scenario import PROCESS_START_MARGIN, ScenarioFactory, ScenarioRun
+from harness.scenario import ScenarioFactory, ScenarioRun
 
 TITLE = "System restart (clean, then crash) with jobs queued and in flight"
 CLAIMS = ["no_loss_restart", "complete_or_fail", "no_duplicate_effects"]
@@ -64,16 +61,25 @@ def test_system_restart(scenario: ScenarioFactory) -> None:
         p = sc.profile
         for crash in (False, True):
             n = CONCURRENCY + sc.rng.randint(2, 3)
-            sc.stack.fakeapi.slow(min(p.job_timeout * 2 / 3, 2.0), count=n)
+            sc.nemesis.arm_api_fault("slow", delay=min(p.job_timeout * 2 / 3, 2.0), count=n)
             sc.client.submit_many(n)
             sc.wait_in_flight(CONCURRENCY)
             restart_everything(sc, crash=crash)
 
         def checks(h: History) -> list[Verdict]:
             return [
-                check_queue_accounting(h, expected_status="succeeded"),
-                check_recovery_latency(h, budget=sc.stall_budget(h), fault_kinds=("kill",)),
-                check_no_duplicate_effects(h),
+                *baseline(
+                    h,
+                    expected_status="succeeded",
+                    smallest=p.worker_timeout,
+                    what="a restart's recovery",
+                ),
+                check_recovery_latency(
+                    h,
+                    budget=budgets.stall_recovery(p, sc.calibration),
+                    seed_bound=budgets.stall_seed_bound(p),
+                    fault_kinds=("kill",),
+                ),
                 check_attempt_count(h, max_attempts=p.max_retries),
             ]
 

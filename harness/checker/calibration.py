@@ -1,0 +1,47 @@
+"""Calibration: is this machine, right now, precise enough to judge the scenario's timings?
+
+The bug it guards against is in the instrument, not the system: a tolerance so wide that a
+wrong delay passes. The scheduling tolerance comes from the calibration observation (see
+:mod:`harness.calibration`); when it exceeds half the smallest quantity the scenario judges,
+the scenario's timing verdicts cannot be trusted and this answers ``unknown`` with the reason.
+"""
+
+from __future__ import annotations
+
+from harness.budgets import Calibration, too_coarse
+from harness.checker.verdict import PASS, UNKNOWN, Verdict
+from harness.history.records import History
+
+NAME = "calibration"
+OBSERVATION = "calibration"
+
+
+def calibration_of(history: History) -> Calibration | None:
+    """The calibration recorded in ``history``, if any."""
+    for obs in history.observations(OBSERVATION):
+        value = obs.value
+        if isinstance(value, dict) and "pickup_max" in value:
+            return Calibration(
+                samples=int(value.get("samples", 0)),
+                pickup_p50=float(value.get("pickup_p50", 0.0)),
+                pickup_max=float(value["pickup_max"]),
+            )
+    return None
+
+
+def check_calibration(history: History, *, smallest: float, what: str) -> Verdict:
+    """Pass when the calibrated tolerance is at most half of ``smallest`` (seconds)."""
+    cal = calibration_of(history)
+    if cal is None:
+        return Verdict(NAME, UNKNOWN, "no calibration recorded: timings cannot be judged")
+    figures = {**cal.to_dict(), "smallest_judged": smallest}
+    reason = too_coarse(cal, smallest, what)
+    if reason is not None:
+        return Verdict(NAME, UNKNOWN, reason, figures)
+    return Verdict(
+        NAME,
+        PASS,
+        f"tolerance {cal.tolerance:.3f}s (worst pickup {cal.pickup_max:.3f}s, median "
+        f"{cal.pickup_p50:.3f}s) <= half of {smallest:.3f}s ({what})",
+        figures,
+    )

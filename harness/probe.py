@@ -1,0 +1,109 @@
+"""Read the system's state straight from its database: the named queries scenarios poll.
+
+Every query the harness runs against the SUT's database while a scenario runs lives here, by
+name, so that a scenario reads as what it waits for, not as SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+JOB_STATES = "SELECT id, status::text, attempts FROM procrastinate_jobs WHERE id = ANY(%s)"
+TERMINATE_BACKENDS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE application_name = %s AND pid <> pg_backend_pid()
+"""
+BACKENDS_OF = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+SCHEDULED_PICKUPS = """
+SELECT j.id, EXTRACT(EPOCH FROM j.scheduled_at), EXTRACT(EPOCH FROM e.at)
+  FROM procrastinate_jobs j
+  JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'started'
+ WHERE j.id = ANY(%s)
+"""
+
+#: Connect quickly and never hang on a dead server: the harness polls, it must not block.
+CONNECT_TIMEOUT = 2
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+
+
+def job_states(dsn: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    """``job id -> (status, attempts)`` for the given jobs (missing ones are left out)."""
+    with _connect(dsn) as conn:
+        rows = conn.execute(JOB_STATES, (list(ids),)).fetchall()
+    return {int(i): (str(s), int(a)) for i, s, a in rows}
+
+
+def job_statuses(dsn: str, ids: Iterable[int]) -> dict[int, str]:
+    """``job id -> status`` for the given jobs."""
+    return {j: s for j, (s, _) in job_states(dsn, ids).items()}
+
+
+def terminate_backends(dsn: str, application_name: str) -> int:
+    """Terminate every PostgreSQL backend whose ``application_name`` matches; returns how
+    many were terminated (PostgreSQL closes their connections: the client sees them break)."""
+    with _connect(dsn) as conn:
+        row = conn.execute(TERMINATE_BACKENDS, (application_name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def backends_of(dsn: str, application_name: str) -> int:
+    """How many connections ``application_name`` has open."""
+    with _connect(dsn) as conn:
+        row = conn.execute(BACKENDS_OF, (application_name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def scheduled_pickups(dsn: str, ids: Iterable[int]) -> dict[int, tuple[float, float]]:
+    """``job id -> (scheduled_at, first started)`` (epoch seconds) for started jobs."""
+    with _connect(dsn) as conn:
+        rows = conn.execute(SCHEDULED_PICKUPS, (list(ids),)).fetchall()
+    out: dict[int, tuple[float, float]] = {}
+    for job_id, scheduled, started in rows:
+        if scheduled is None:
+            continue
+        prev = out.get(int(job_id))
+        if prev is None or float(started) < prev[1]:
+            out[int(job_id)] = (float(scheduled), float(started))
+    return out
+
+
+# Fault injection inside PostgreSQL: reject every heartbeat write (UPDATE of
+# procrastinate_workers) with an error while fetching, running and finishing jobs still work.
+REJECT_HEARTBEATS = """
+CREATE SEQUENCE IF NOT EXISTS bulletproof_harness_rejections;
+CREATE OR REPLACE FUNCTION bulletproof_harness_reject_heartbeat() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM nextval('bulletproof_harness_rejections');  -- survives the rollback
+    RAISE EXCEPTION 'heartbeat write rejected (bulletproof fault injection)';
+END $$;
+DROP TRIGGER IF EXISTS bulletproof_harness_reject_heartbeat ON procrastinate_workers;
+CREATE TRIGGER bulletproof_harness_reject_heartbeat BEFORE UPDATE ON procrastinate_workers
+    FOR EACH ROW EXECUTE FUNCTION bulletproof_harness_reject_heartbeat();
+"""
+ACCEPT_HEARTBEATS = (
+    "DROP TRIGGER IF EXISTS bulletproof_harness_reject_heartbeat ON procrastinate_workers"
+)
+REJECTIONS = (
+    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM bulletproof_harness_rejections"
+)
+
+
+def reject_heartbeats(dsn: str, *, on: bool) -> None:
+    """Start (``on``) or stop rejecting heartbeat writes."""
+    with _connect(dsn) as conn:
+        conn.execute(REJECT_HEARTBEATS if on else ACCEPT_HEARTBEATS)
+
+
+def heartbeat_rejections(dsn: str) -> int:
+    """How many heartbeat writes were rejected so far (a sequence: counts survive the
+    rollback of the rejected write)."""
+    with _connect(dsn) as conn:
+        row = conn.execute(REJECTIONS).fetchone()
+    return int(row[0]) if row else 0
