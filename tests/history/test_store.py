@@ -40,6 +40,7 @@ def test_round_trip_of_a_whole_history(tmp_path: Path) -> None:
     b.run(1, 1.3, 1.4)
     b.fault("proxy_down", "jokeapi", 0.0, 0.5, proxy="jokeapi")
     b.effect("j1")
+    b.job_effect(1, "j1", 1.38)
     b.fetch("j1", 1.35)
     b.observe("health_status", 200, 1.5)
     history = b.build()
@@ -50,6 +51,7 @@ def test_round_trip_of_a_whole_history(tmp_path: Path) -> None:
     back = read_history(path)
     assert back.records == history.records
     assert back.faults[0].kind_ == "proxy_down"
+    assert [(e.job_id, e.joke_id) for e in back.job_effects] == [(1, "j1")]
     fault_line = next(json.loads(x) for x in path.read_text().splitlines() if '"fault"' in x)
     assert fault_line["fault_kind"] == "proxy_down" and fault_line["kind"] == "fault"
 
