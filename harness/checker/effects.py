@@ -1,4 +1,8 @@
-"""No duplicate effects: at most one ``chuck_norris_jokes`` row per joke id."""
+"""No duplicate effects: at most one ``chuck_norris_jokes`` row per joke id.
+
+The bug it exists to catch: a plain INSERT (no primary key, no upsert) where at-least-once
+delivery re-runs a job or two submissions fetch the same joke: the effect is written twice.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from collections import Counter
 from harness.checker.runs import acknowledged_ids
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
+from harness.vocabulary import Invariant, JobStatus
 
-NAME = "no_duplicate_effects"
+NAME = Invariant.NO_DUPLICATE_EFFECTS
 
 
 def check_no_duplicate_effects(history: History) -> Verdict:
@@ -26,7 +31,7 @@ def check_no_duplicate_effects(history: History) -> Verdict:
     duplicates = {k: n for k, n in sorted(rows.items()) if n > 1}
     jobs = history.jobs
     succeeded = sum(
-        1 for j in acknowledged_ids(history) if j in jobs and jobs[j].status == "succeeded"
+        1 for j in acknowledged_ids(history) if j in jobs and jobs[j].status == JobStatus.SUCCEEDED
     )
     figures = {
         "rows": sum(rows.values()),
