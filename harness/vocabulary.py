@@ -119,6 +119,15 @@ class SubmitOutcome(StrEnum):
     ERROR = "error"
 
 
+class ApiOutcome(StrEnum):
+    """An ``api_request``'s ``outcome``, as the fake joke API records it."""
+
+    OK = "ok"
+    FAULT = "fault"
+    NOT_FOUND = "not_found"
+    ERROR = "error"
+
+
 class Invariant(StrEnum):
     """The checker's invariant names: the stable keys of verdicts and results."""
 

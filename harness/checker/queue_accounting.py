@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from harness.checker.effects import duplicate_rows, joke_fetches
 from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
@@ -90,8 +91,8 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "unknown": len(unknown_ops),
         "rejected": len(error_ops),
         "duplicated_executions": duplicated,
-        "duplicate_effects": _duplicate_effects(history),
-        "repeated_writes": _repeated_writes(history),
+        "duplicate_effects": sum(n - 1 for n in duplicate_rows(history).values()),
+        "repeated_writes": sum(n - 1 for n in joke_fetches(history).values() if n > 1),
         "lost_ids": lost,
         "duplicated_ids": duplicated_ids,
         "unexpected_ids": unexpected,
@@ -99,23 +100,6 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in statuses.items()},
         "executions": {str(k): v for k, v in executions.items()},
     }
-
-
-def _repeated_writes(history: History) -> int:
-    """Successful fetches of a joke already fetched before: the same effect written again
-    (by duplicate submissions or re-executions), allowed when the write is an upsert."""
-    seen: dict[str, int] = {}
-    for r in history.api_requests:
-        if r.outcome == "ok" and r.joke_id is not None and r.path.startswith("/jokes/random"):
-            seen[r.joke_id] = seen.get(r.joke_id, 0) + 1
-    return sum(n - 1 for n in seen.values() if n > 1)
-
-
-def _duplicate_effects(history: History) -> int:
-    seen: dict[str, int] = {}
-    for e in history.effects:
-        seen[e.joke_id] = seen.get(e.joke_id, 0) + 1
-    return sum(n - 1 for n in seen.values() if n > 1)
 
 
 def check_queue_accounting(
