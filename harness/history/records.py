@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from harness.vocabulary import ObservationName
+
 JsonDict = dict[str, Any]
 
 
@@ -271,6 +273,13 @@ class History:
     def job_effects(self) -> list[JobEffect]:
         """Rows of the job -> effect table (which job stored which joke)."""
         return self._of(JobEffect)
+
+    @property
+    def calibration(self) -> Any:
+        """The last ``calibration`` observation's value (pickup latency measured before the
+        faults), or None when the scenario did not calibrate."""
+        found = self.observations(ObservationName.CALIBRATION)
+        return found[-1].value if found else None
 
     def observations(self, name: str | None = None) -> list[Observation]:
         """Observations, optionally only those called ``name``, in time order."""

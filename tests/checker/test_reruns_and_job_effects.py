@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harness.checker import FAIL, PASS, UNKNOWN, check_job_effects, check_justified_reruns
 from harness.history.builder import HistoryBuilder
+
+#: How a job's first run ends: a backoff retry, or a re-queue justified by a kill of its own
+#: worker, of another worker, or by nothing.
+ENDINGS = ["backoff", "kill own worker", "kill other worker", "no fault"]
 
 
 def test_backoff_retries_are_not_reruns() -> None:
@@ -152,3 +159,28 @@ def test_job_effects_unknown_when_nothing_succeeded_or_was_stored() -> None:
     b.submit(1)
     b.run(1, 0.1, 0.2, "failed")
     assert check_job_effects(b.build()).status == UNKNOWN
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(ENDINGS), min_size=1, max_size=8))
+def test_reruns_property_fail_iff_one_is_unjustified(endings: list[str]) -> None:
+    """Any mix of jobs, each on its own worker: the verdict fails exactly when some job was
+    re-run with no fault on the worker that ran it, and names each such job."""
+    b = HistoryBuilder()
+    for job_id, ending in enumerate(endings, start=1):
+        t = 10.0 * job_id
+        own, other = f"w{job_id}", f"x{job_id}"
+        b.submit(job_id, t)
+        if ending == "backoff":
+            b.run(job_id, t, t + 1.0, "retry", retry_in=0.5, worker=own)
+        else:
+            b.run(job_id, t, t + 3.0, "retry", recovered=True, worker=own)
+        b.run(job_id, t + 4.0, t + 4.1, worker=other)
+        if ending.startswith("kill"):
+            victim = own if ending == "kill own worker" else other
+            b.fault("kill", f"worker:{victim}", t + 1.0, t + 1.5)
+    v = check_justified_reruns(b.build())
+    bad = [j for j, e in enumerate(endings, start=1) if e in ("no fault", "kill other worker")]
+    assert (v.status == FAIL) == bool(bad)
+    assert [int(e.split()[1]) for e in v.evidence] == bad
+    assert len(v.figures["reruns"]) == sum(1 for e in endings if e != "backoff")

@@ -103,3 +103,11 @@ def test_unknown_fields_are_ignored() -> None:
         }
     )
     assert isinstance(job, Job) and job.id == 1
+
+
+def test_calibration_is_the_last_calibration_observation() -> None:
+    b = HistoryBuilder()
+    assert b.build().calibration is None
+    b.observe("calibration", {"samples": 3, "pickup_max": 0.02}, 1.0)
+    b.observe("calibration", {"samples": 5, "pickup_max": 0.03}, 2.0)
+    assert b.history.calibration == {"samples": 5, "pickup_max": 0.03}
