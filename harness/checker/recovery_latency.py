@@ -16,7 +16,7 @@ from typing import Any
 from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import Fault, History, JobEvent
-from harness.vocabulary import TERMINAL_EVENTS, EventType, FaultKind, Invariant
+from harness.vocabulary import TERMINAL_EVENTS, EventType, FaultKind, Invariant, worker_of
 
 NAME = Invariant.RECOVERY_LATENCY
 #: Events that show a job moving: a run starting or ending.
@@ -55,8 +55,9 @@ def check_recovery_latency(
     seed_bound: float | None = None,
 ) -> Verdict:
     """For each fault of ``fault_kinds`` on a target starting with ``target_prefix`` (one or a
-    tuple of prefixes): every job in flight at the fault's start that did not finish normally
-    must start a new run within ``budget`` seconds (the bound our configuration implies) of
+    tuple of prefixes): every job in flight at the fault's start (on the faulted worker, when
+    the fault hit a worker and the run's worker is known) that did not finish normally must
+    start a new run within ``budget`` seconds (the bound our configuration implies) of
     the fault's ``end`` (or ``start``, per ``measure_from``). ``seed_bound`` (the bound the
     seed states, when it states one) is shown next to it: each recovery says whether it met
     it, and the summary names the slowest against both; the verdict is judged on ``budget``.
@@ -86,6 +87,9 @@ def check_recovery_latency(
                 or hit.scheduled_retry
             ):
                 continue  # finished by itself (or failed and retried on schedule): not stalled
+            victim = worker_of(fault.target)
+            if victim is not None and hit.worker not in (None, victim):
+                continue  # ran on another worker than the one the fault hit
             again = next((r for r in runs if r.number > hit.number), None)
             problem: str | None = None
             if again is None:

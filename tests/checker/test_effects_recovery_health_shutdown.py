@@ -430,3 +430,12 @@ def test_health_always_ok_fails_and_a_missing_budget_is_an_error() -> None:
         check_health_transitions(
             _health(samples, (2.0, 6.0)).build(), detect_budget={"kill": 1.0}, recover_budget=1.0
         )
+
+
+def test_recovery_counts_only_the_runs_of_the_killed_worker() -> None:
+    b = _stalls({1: 1.0})
+    b.submit(9)
+    b.run(9, 0.5, 1.7, "retry", recovered=True, worker="w2")  # w2 was not killed
+    b.run(9, 1.8, 1.9, worker="w2")
+    v = check_recovery_latency(b.build(), budget=3.0)
+    assert v.status == PASS and [r["job_id"] for r in v.figures["recoveries"]] == [1]
