@@ -1,4 +1,8 @@
-"""Attempt count: a permanently failed job ran exactly ``max_attempts`` times, none ran more."""
+"""Attempt count: a permanently failed job ran exactly ``max_attempts`` times, none ran more.
+
+The bug it exists to catch: an off-by-one in the retry strategy (Procrastinate's own
+``max_attempts=n`` means n+1 runs), giving up too early, or retrying forever.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from collections.abc import Iterable
 from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
+from harness.vocabulary import Invariant, JobStatus
 
-NAME = "attempt_count"
+NAME = Invariant.ATTEMPT_COUNT
 
 
 def check_attempt_count(
@@ -32,7 +37,7 @@ def check_attempt_count(
         job = all_jobs.get(job_id)
         if n > max_attempts:
             evidence.append(f"job {job_id} ran {n} times, more than max_attempts={max_attempts}")
-        elif job is not None and job.status == "failed":
+        elif job is not None and job.status == JobStatus.FAILED:
             failed_runs[str(job_id)] = n
             if n != max_attempts:
                 evidence.append(
@@ -41,7 +46,11 @@ def check_attempt_count(
     figures = {"max_attempts": max_attempts, "most_runs": most, "failed_job_runs": failed_runs}
     if evidence:
         return Verdict(
-            NAME, FAIL, f"{len(evidence)} jobs broke the attempt count", figures, evidence
+            NAME,
+            FAIL,
+            f"{evidence[0]} ({len(evidence)} jobs broke the attempt count)",
+            figures,
+            evidence,
         )
     if require_failures and not failed_runs:
         return Verdict(NAME, UNKNOWN, "no job failed for good: attempt count untested", figures)

@@ -1,4 +1,8 @@
-"""No duplicate effects: at most one ``chuck_norris_jokes`` row per joke id."""
+"""No duplicate effects: at most one ``chuck_norris_jokes`` row per joke id.
+
+The bug it exists to catch: a plain INSERT (no primary key, no upsert) where at-least-once
+delivery re-runs a job or two submissions fetch the same joke: the effect is written twice.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,27 @@ from collections import Counter
 from harness.checker.runs import acknowledged_ids
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
+from harness.vocabulary import ApiOutcome, Invariant, JobStatus
 
-NAME = "no_duplicate_effects"
+NAME = Invariant.NO_DUPLICATE_EFFECTS
+#: The fake API's path that serves a joke to store.
+JOKE_PATH = "/jokes/random"
+
+
+def joke_fetches(history: History) -> Counter[str]:
+    """Joke id -> how many times the fake API served it (a joke fetched n times was written
+    n times: n - 1 repeated writes, allowed with an upsert)."""
+    return Counter(
+        r.joke_id
+        for r in history.api_requests
+        if r.outcome == ApiOutcome.OK and r.joke_id is not None and r.path.startswith(JOKE_PATH)
+    )
+
+
+def duplicate_rows(history: History) -> dict[str, int]:
+    """Joke id -> rows, for jokes stored more than once."""
+    rows = Counter(e.joke_id for e in history.effects)
+    return {k: n for k, n in sorted(rows.items()) if n > 1}
 
 
 def check_no_duplicate_effects(history: History) -> Verdict:
@@ -18,15 +41,11 @@ def check_no_duplicate_effects(history: History) -> Verdict:
     executions that wrote the same effect again, allowed and reported.
     """
     rows = Counter(e.joke_id for e in history.effects)
-    fetches = Counter(
-        r.joke_id
-        for r in history.api_requests
-        if r.outcome == "ok" and r.joke_id is not None and r.path.startswith("/jokes/random")
-    )
-    duplicates = {k: n for k, n in sorted(rows.items()) if n > 1}
+    fetches = joke_fetches(history)
+    duplicates = duplicate_rows(history)
     jobs = history.jobs
     succeeded = sum(
-        1 for j in acknowledged_ids(history) if j in jobs and jobs[j].status == "succeeded"
+        1 for j in acknowledged_ids(history) if j in jobs and jobs[j].status == JobStatus.SUCCEEDED
     )
     figures = {
         "rows": sum(rows.values()),

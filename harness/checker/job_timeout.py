@@ -1,17 +1,22 @@
-"""Job timeout: no run outlives ``JOB_TIMEOUT`` plus tolerance, and a timed-out run is retried."""
+"""Job timeout: no run outlives ``JOB_TIMEOUT`` plus tolerance, and a timed-out run is retried
+while it has runs left.
+
+The bugs it exists to catch: a timeout that is not applied (a hanging call holds a worker slot
+forever), and a timeout that is applied but not retried (``TimeoutError`` missing from the
+retryable exceptions: the job fails on its first timeout).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from harness.checker.runs import acknowledged_ids, overlaps, runs_by_job
+from harness.checker.runs import acknowledged_ids, runs_by_job, stopping_faults
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
+from harness.vocabulary import EventType, Invariant
 
-NAME = "job_timeout"
-# Runs cut short by these faults end when someone recovers them, not when they time out.
-PROCESS_FAULTS = frozenset({"kill", "sigterm", "pg_kill", "pg_restart", "restart"})
+NAME = Invariant.JOB_TIMEOUT
 
 
 def check_job_timeout(
@@ -19,20 +24,26 @@ def check_job_timeout(
     *,
     job_timeout: float,
     tolerance: float,
+    max_attempts: int,
     jobs: Iterable[int] | None = None,
     require_timeouts: bool = False,
 ) -> Verdict:
     """Fail when a run lasted (or, still open at the end, had lasted) longer than
-    ``job_timeout + tolerance``, or a run that hit the timeout ended neither retried nor failed.
-    Runs meeting a process or database fault window are excluded. With ``require_timeouts``,
-    no run reaching the timeout means unknown."""
+    ``job_timeout + tolerance``, or a run that hit the timeout (ended otherwise than
+    succeeded after at least ``job_timeout - tolerance``) was not retried: with runs left
+    (run number < ``max_attempts``) it must be re-queued and run again;
+    on its last run it must end ``failed``.
+
+    Runs a fault could have stopped (their worker killed, paused or cut off; PostgreSQL down)
+    are not judged. No run judged: unknown ("could not look"); with ``require_timeouts``, no
+    run reaching the timeout: unknown ("no run reached the timeout")."""
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
     horizon = history.end.finished_at if history.end else None
-    process_faults = [f for f in history.faults if f.kind_ in PROCESS_FAULTS]
     evidence: list[str] = []
     timed_out: list[dict[str, Any]] = []
     longest = 0.0
+    judged = 0
     excluded = 0
     for job_id in ids:
         runs = by_job.get(job_id, [])
@@ -40,44 +51,87 @@ def check_job_timeout(
             end = run.end if run.end is not None else horizon
             if end is None:
                 continue
-            if overlaps(run.start, end, process_faults, horizon or end):
+            if stopping_faults(history, run, until=end):
                 excluded += 1
                 continue
+            judged += 1
             duration = end - run.start
             longest = max(longest, duration)
+            where = f"job {job_id} run {run.number} of {max_attempts}"
             if duration > job_timeout + tolerance:
                 state = "still running at the end" if run.end is None else f"ended {run.end_type}"
                 evidence.append(
-                    f"job {job_id} run {run.number} lasted {duration:.3f}s ({state}), "
+                    f"{where} lasted {duration:.3f}s ({state}), "
                     f"beyond JOB_TIMEOUT {job_timeout:.3f}s + {tolerance:.3f}s"
                 )
-            elif (
-                run.end is not None
-                and run.end_type != "succeeded"
-                and duration >= job_timeout - tolerance
+                continue
+            if (
+                run.end is None
+                or run.end_type == EventType.SUCCEEDED
+                or duration < job_timeout - tolerance
             ):
-                timed_out.append({"job_id": job_id, "run": run.number, "duration": duration})
-                retried = run.end_type == "deferred_for_retry" and i + 1 < len(runs)
-                if not retried and run.end_type != "failed":
-                    evidence.append(
-                        f"job {job_id} run {run.number} hit the timeout after {duration:.3f}s "
-                        f"but ended {run.end_type} and was not run again"
-                    )
+                continue
+            timed_out.append(
+                {
+                    "job_id": job_id,
+                    "run": run.number,
+                    "duration": round(duration, 4),
+                    "ended": run.end_type,
+                }
+            )
+            runs_left = run.number < max_attempts
+            retried = run.end_type == EventType.DEFERRED_FOR_RETRY and i + 1 < len(runs)
+            if runs_left and not retried:
+                what = (
+                    "failed: not retried"
+                    if run.end_type == EventType.FAILED
+                    else f"ended {run.end_type} and was not run again"
+                )
+                evidence.append(
+                    f"job {job_id} timed out on run {run.number} of {max_attempts} "
+                    f"after {duration:.3f}s and {what}"
+                )
+            elif not runs_left and run.end_type != EventType.FAILED:
+                evidence.append(
+                    f"job {job_id} timed out on its last run ({run.number} of {max_attempts}) "
+                    f"and ended {run.end_type}, not failed"
+                )
     figures: dict[str, Any] = {
         "job_timeout": job_timeout,
         "tolerance": tolerance,
+        "max_attempts": max_attempts,
         "longest_run": round(longest, 4),
         "timed_out_runs": timed_out,
+        "judged_runs": judged,
         "excluded_runs": excluded,
     }
     if evidence:
-        return Verdict(NAME, FAIL, f"{len(evidence)} runs broke the job timeout", figures, evidence)
+        return Verdict(
+            NAME,
+            FAIL,
+            f"{evidence[0]} ({len(evidence)} runs broke the job timeout)",
+            figures,
+            evidence,
+        )
+    if judged == 0:
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"could not look: no run to judge ({excluded} met a fault that could stop them)",
+            figures,
+        )
     if require_timeouts and not timed_out:
-        return Verdict(NAME, UNKNOWN, "no run reached the timeout: nothing to check", figures)
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"no run reached the timeout: the timeout was not exercised (longest run "
+            f"{longest:.3f}s of {judged})",
+            figures,
+        )
     return Verdict(
         NAME,
         PASS,
         f"longest run {longest:.3f}s <= {job_timeout:.3f}s + {tolerance:.3f}s; "
-        f"{len(timed_out)} timed-out runs, each retried or failed",
+        f"{len(timed_out)} timed-out runs, each retried (or failed on its last run)",
         figures,
     )

@@ -1,4 +1,10 @@
-"""Queue accounting, like Jepsen's total-queue: every acknowledged job ends terminal."""
+"""Queue accounting, like Jepsen's total-queue: every acknowledged job ends terminal.
+
+The bugs it exists to catch: an API that acknowledges a job it never queues, a job left
+``doing`` by a dead worker or ``todo`` by a worker that stopped polling, and jobs that appear
+without a submission. A submission whose answer was lost (``unknown``) may have created its job:
+that job counts as recovered only once it is terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,20 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from harness.checker.runs import TERMINAL, acknowledged_ids, runs_by_job
+from harness.checker.effects import duplicate_rows, joke_fetches
+from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
+from harness.vocabulary import TERMINAL_STATUSES, Invariant, JobStatus, SubmitOutcome
 
-NAME = "queue_accounting"
+NAME = Invariant.QUEUE_ACCOUNTING
 
 
 def accounting(history: History, *, task_name: str) -> dict[str, Any]:
     """The accounting table of docs/DESIGN.md for jobs of ``task_name`` (suffix match).
 
+    ``recovered`` counts jobs of unknown submissions (ours, never acknowledged) that ended
+    terminal; such a job still pending at the deadline is ``lost`` (in ``lost_ids``).
     ``duplicated_executions`` counts runs that repeat a run which did not end in a scheduled
     retry (a stalled-job re-queue, a shutdown re-queue, or two runs at once): the executions
     at-least-once delivery duplicated. Retries after a reported failure are not duplicates.
@@ -27,8 +37,8 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
     acked = acknowledged_ids(history)
     acked_set = set(acked)
     submits = history.submits
-    unknown_ops = [s for s in submits if s.outcome == "unknown"]
-    error_ops = [s for s in submits if s.outcome == "error"]
+    unknown_ops = [s for s in submits if s.outcome == SubmitOutcome.UNKNOWN]
+    error_ops = [s for s in submits if s.outcome == SubmitOutcome.ERROR]
 
     succeeded: list[int] = []
     failed: list[int] = []
@@ -36,11 +46,11 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
     statuses: dict[int, str] = {}
     for job_id in acked:
         job = jobs.get(job_id)
-        status = job.status if job is not None else "missing"
+        status = job.status if job is not None else JobStatus.MISSING
         statuses[job_id] = status
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             succeeded.append(job_id)
-        elif status in TERMINAL:
+        elif status in TERMINAL_STATUSES:
             failed.append(job_id)
         else:
             lost.append(job_id)
@@ -48,13 +58,18 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
     ours = sorted(
         j.id for j in jobs.values() if j.task_name.endswith(task_name) and j.id not in acked_set
     )
-    recovered = ours[: len(unknown_ops)]
+    from_unknown = ours[: len(unknown_ops)]
     unexpected = ours[len(unknown_ops) :]
+    recovered = [j for j in from_unknown if jobs[j].status in TERMINAL_STATUSES]
+    for job_id in from_unknown:
+        if job_id not in recovered:
+            lost.append(job_id)
+            statuses[job_id] = jobs[job_id].status
 
     duplicated_ids: list[int] = []
     duplicated = 0
     executions: dict[int, int] = {}
-    for job_id in acked + recovered:
+    for job_id in acked + from_unknown:
         job_runs = runs.get(job_id, [])
         executions[job_id] = len(job_runs)
         dups = sum(
@@ -76,8 +91,8 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "unknown": len(unknown_ops),
         "rejected": len(error_ops),
         "duplicated_executions": duplicated,
-        "duplicate_effects": _duplicate_effects(history),
-        "repeated_writes": _repeated_writes(history),
+        "duplicate_effects": sum(n - 1 for n in duplicate_rows(history).values()),
+        "repeated_writes": sum(n - 1 for n in joke_fetches(history).values() if n > 1),
         "lost_ids": lost,
         "duplicated_ids": duplicated_ids,
         "unexpected_ids": unexpected,
@@ -85,23 +100,6 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in statuses.items()},
         "executions": {str(k): v for k, v in executions.items()},
     }
-
-
-def _repeated_writes(history: History) -> int:
-    """Successful fetches of a joke already fetched before: the same effect written again
-    (by duplicate submissions or re-executions), allowed when the write is an upsert."""
-    seen: dict[str, int] = {}
-    for r in history.api_requests:
-        if r.outcome == "ok" and r.joke_id is not None and r.path.startswith("/jokes/random"):
-            seen[r.joke_id] = seen.get(r.joke_id, 0) + 1
-    return sum(n - 1 for n in seen.values() if n > 1)
-
-
-def _duplicate_effects(history: History) -> int:
-    seen: dict[str, int] = {}
-    for e in history.effects:
-        seen[e.joke_id] = seen.get(e.joke_id, 0) + 1
-    return sum(n - 1 for n in seen.values() if n > 1)
 
 
 def check_queue_accounting(
@@ -114,13 +112,15 @@ def check_queue_accounting(
     submitted appears, or a job ends in another status than ``expected_status`` (one status
     for every job, or one per job id)."""
     acc = accounting(history, task_name=task_name)
+    acked = set(acknowledged_ids(history))
     evidence: list[Any] = []
     problems: list[str] = []
     if acc["lost"]:
         problems.append(f"{acc['lost']} lost")
         for job_id in acc["lost_ids"]:
             status = acc["statuses"][str(job_id)]
-            evidence.append(f"job {job_id} acknowledged but {status} at the deadline")
+            how = "acknowledged" if job_id in acked else "created by an unknown submission"
+            evidence.append(f"job {job_id} {how} but {status} at the deadline")
     if acc["unexpected"]:
         problems.append(f"{acc['unexpected']} unexpected")
         evidence.extend(f"job {j} was never submitted" for j in acc["unexpected_ids"])
@@ -147,5 +147,5 @@ def check_queue_accounting(
     if acc["acknowledged"] == 0:
         return Verdict(NAME, FAIL, "no job was acknowledged: nothing was tested", acc, evidence)
     status = FAIL if problems else PASS
-    summary = f"{'; '.join(problems)} ({line})" if problems else line
+    summary = f"{evidence[0]}; {'; '.join(problems)} ({line})" if problems else line
     return Verdict(NAME, status, summary, acc, evidence)

@@ -1,6 +1,11 @@
-"""Recovery latency: after a fault, a job it interrupted runs again within a budget.
+"""Recovery latency: after a fault, a job it interrupted runs again within a budget
+(:func:`check_recovery_latency`), and the queue as a whole moves again within a budget
+(:func:`check_queue_resumes`). Both report under the invariant ``recovery_latency``.
 
-The budget comes from the configuration (see :func:`stall_recovery_budget`).
+The bugs they exist to catch: a stalled-job recovery that never runs, or runs too late (a
+threshold ignored or doubled, a check interval not honoured), and a worker that does not resume
+after the database comes back (a supervisor that gave up, a pool that never reconnects).
+Budgets come from harness/budgets.py; the checker never derives them from the run it judges.
 """
 
 from __future__ import annotations
@@ -8,66 +13,64 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.checker.runs import TERMINAL, acknowledged_ids, runs_by_job
+from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
-from harness.history.records import History, JobEvent
+from harness.history.records import Fault, History, JobEvent
+from harness.vocabulary import TERMINAL_EVENTS, EventType, FaultKind, Invariant, worker_of
 
-NAME = "recovery_latency"
+NAME = Invariant.RECOVERY_LATENCY
 #: Events that show a job moving: a run starting or ending.
-PROGRESS = frozenset({"started", "succeeded", "failed", "deferred_for_retry", "aborted"})
+PROGRESS = frozenset(
+    {
+        EventType.STARTED,
+        EventType.SUCCEEDED,
+        EventType.FAILED,
+        EventType.DEFERRED_FOR_RETRY,
+        EventType.ABORTED,
+    }
+)
 
 
-def stall_recovery_budget(
-    *,
-    heartbeat_interval: float,
-    stall_threshold: float,
-    check_interval: float,
-    poll_interval: float,
-    slack: float,
-) -> float:
-    """Worst case from a worker's death to its job running again: the last heartbeat may be a
-    heartbeat interval old, the job looks stalled after the threshold, the recovery check runs
-    every check interval, and the re-queued job is picked up within a poll interval."""
-    return heartbeat_interval + stall_threshold + check_interval + poll_interval + slack
+def _faults(
+    history: History, fault_kinds: Iterable[str], target_prefix: str | tuple[str, ...]
+) -> list[Fault]:
+    kinds = set(fault_kinds)
+    return [f for f in history.faults if f.kind_ in kinds and f.target.startswith(target_prefix)]
+
+
+def _reference(fault: Fault, measure_from: str) -> float:
+    if measure_from not in ("start", "end"):
+        raise ValueError(f"measure_from must be 'start' or 'end', not {measure_from!r}")
+    return fault.start if measure_from == "start" or fault.end is None else fault.end
 
 
 def check_recovery_latency(
     history: History,
     *,
     budget: float,
-    fault_kinds: Iterable[str] = ("kill",),
+    fault_kinds: Iterable[str] = (FaultKind.KILL,),
     target_prefix: str | tuple[str, ...] = "worker",
     measure_from: str = "end",
     jobs: Iterable[int] | None = None,
-    progress: bool = False,
+    seed_bound: float | None = None,
 ) -> Verdict:
     """For each fault of ``fault_kinds`` on a target starting with ``target_prefix`` (one or a
-    tuple of prefixes): every job
-    in flight at the fault's start that did not finish normally must start a new run within
-    ``budget`` seconds of the fault's ``end`` (or ``start``, per ``measure_from``).
-    Faults that interrupted no job: unknown.
+    tuple of prefixes): every job in flight at the fault's start (on the faulted worker, when
+    the fault hit a worker and the run's worker is known) that did not finish normally must
+    start a new run within ``budget`` seconds (the bound our configuration implies) of
+    the fault's ``end`` (or ``start``, per ``measure_from``). ``seed_bound`` (the bound the
+    seed states, when it states one) is shown next to it: each recovery says whether it met
+    it, and the summary names the slowest against both; the verdict is judged on ``budget``.
 
-    With ``progress``, the question is "did the queue resume": every acknowledged job that is
-    not terminal when the fault ends must show its next event (a run starting or ending) within
-    ``budget`` of the fault's end, or of its scheduled retry time if that is later."""
-    kinds = set(fault_kinds)
-    faults = [f for f in history.faults if f.kind_ in kinds and f.target.startswith(target_prefix)]
+    Rows in ``figures["recoveries"]`` lead with the failures. Faults that interrupted no job:
+    unknown."""
+    faults = _faults(history, fault_kinds, target_prefix)
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
-    recoveries: list[dict[str, Any]] = []
-    evidence: list[str] = []
-    events = history.events_by_job() if progress else {}
+    rows: list[dict[str, Any]] = []
     for fault in faults:
-        reference = fault.start if measure_from == "start" or fault.end is None else fault.end
+        reference = _reference(fault, measure_from)
         what = f"{fault.kind_} {fault.target}"
-        if progress:
-            for job_id in ids:
-                late = _progress(events.get(job_id, []), reference, budget, job_id, what)
-                if late is not None:
-                    recoveries.append(late[0])
-                    if late[1]:
-                        evidence.append(late[1])
-            continue
         for job_id in ids:
             runs = by_job.get(job_id, [])
             hit = next(
@@ -78,62 +81,148 @@ def check_recovery_latency(
                 ),
                 None,
             )
-            if hit is None or hit.end_type in ("succeeded", "failed") or hit.scheduled_retry:
+            if (
+                hit is None
+                or hit.end_type in (EventType.SUCCEEDED, EventType.FAILED)
+                or hit.scheduled_retry
+            ):
                 continue  # finished by itself (or failed and retried on schedule): not stalled
+            victim = worker_of(fault.target)
+            if victim is not None and hit.worker not in (None, victim):
+                continue  # ran on another worker than the one the fault hit
             again = next((r for r in runs if r.number > hit.number), None)
+            problem: str | None = None
             if again is None:
-                recoveries.append(
-                    {"what": what, "job_id": job_id, "latency": None, "budget": budget}
-                )
-                evidence.append(
-                    f"job {job_id}, in flight at {what}, never ran again "
-                    f"(run {hit.number} ended {hit.end_type or 'never'})"
-                )
+                problem = f"job {job_id} never ran again after {what}"
+                latency = None
+            else:
+                latency = round(max(0.0, again.start - reference), 4)
+                if latency > budget:
+                    problem = (
+                        f"job {job_id} ran again {latency:.3f}s after {what}, budget {budget:.3f}s"
+                    )
+            rows.append(_row(what, job_id, latency, budget, seed_bound, problem))
+    return _verdict(rows, budget, seed_bound, len(faults), "interrupted jobs ran again")
+
+
+def check_queue_resumes(
+    history: History,
+    *,
+    budget: float,
+    fault_kinds: Iterable[str],
+    target_prefix: str | tuple[str, ...],
+    measure_from: str = "end",
+    jobs: Iterable[int] | None = None,
+    seed_bound: float | None = None,
+) -> Verdict:
+    """Did the queue resume: for each fault of ``fault_kinds`` on a target starting with
+    ``target_prefix``, every acknowledged job that is not terminal at the fault's ``end`` (or
+    ``start``) must show its next event (a run starting or ending) within ``budget`` of that
+    time, or of its scheduled retry time if that is later. Verdict name ``recovery_latency``;
+    rows lead with the failures. Nothing pending at any fault: unknown."""
+    faults = _faults(history, fault_kinds, target_prefix)
+    ids = list(jobs) if jobs is not None else acknowledged_ids(history)
+    events = history.events_by_job()
+    rows: list[dict[str, Any]] = []
+    for fault in faults:
+        reference = _reference(fault, measure_from)
+        what = f"{fault.kind_} {fault.target}"
+        for job_id in ids:
+            pending, latency = _progress(events.get(job_id, []), reference)
+            if not pending:
                 continue
-            latency = max(0.0, again.start - reference)
-            recoveries.append(
-                {"what": what, "job_id": job_id, "latency": round(latency, 4), "budget": budget}
-            )
-            if latency > budget:
-                evidence.append(
-                    f"job {job_id} ran again {latency:.3f}s after {what}, budget {budget:.3f}s"
+            if latency is None:
+                problem: str | None = f"job {job_id}, pending when {what} ended, never moved again"
+            elif latency > budget:
+                problem = (
+                    f"job {job_id} moved again {latency:.3f}s after {what}, budget {budget:.3f}s"
                 )
-    figures: dict[str, Any] = {"recoveries": recoveries, "budget": budget, "faults": len(faults)}
-    if evidence:
+            else:
+                problem = None
+            rows.append(_row(what, job_id, latency, budget, seed_bound, problem))
+    return _verdict(rows, budget, seed_bound, len(faults), "pending jobs moved again")
+
+
+def _row(
+    what: str,
+    job_id: int,
+    latency: float | None,
+    budget: float,
+    seed_bound: float | None,
+    problem: str | None,
+) -> dict[str, Any]:
+    return {
+        "what": what,
+        "job_id": job_id,
+        "latency": latency,
+        "budget": budget,
+        "seed_bound": seed_bound,
+        "within_seed_bound": None
+        if seed_bound is None or latency is None
+        else latency <= seed_bound,
+        "ok": problem is None,
+        "problem": problem,
+    }
+
+
+def _verdict(
+    rows: list[dict[str, Any]],
+    budget: float,
+    seed_bound: float | None,
+    faults: int,
+    done: str,
+) -> Verdict:
+    failed = [r for r in rows if not r["ok"]]
+    figures: dict[str, Any] = {
+        # failures first: a figure must never show the recoveries and hide the one that failed
+        "recoveries": failed + [r for r in rows if r["ok"]],
+        "failed": len(failed),
+        "budget": budget,
+        "seed_bound": seed_bound,
+        "faults": faults,
+    }
+    if failed:
         return Verdict(
-            NAME, FAIL, f"{len(evidence)} of {len(recoveries)} recoveries failed", figures, evidence
+            NAME,
+            FAIL,
+            f"{failed[0]['problem']} ({len(failed)} of {len(rows)} recoveries failed)",
+            figures,
+            [r["problem"] for r in failed],
         )
-    if not recoveries:
+    if not rows:
         return Verdict(NAME, UNKNOWN, "no fault interrupted a job: nothing to recover", figures)
-    worst = max(r["latency"] for r in recoveries)
-    done = "pending jobs moved again" if progress else "interrupted jobs ran again"
+    worst = max(r["latency"] for r in rows)
+    seed = ""
+    if seed_bound is not None:
+        beyond = sum(1 for r in rows if r["within_seed_bound"] is False)
+        seed = f"; seed bound {seed_bound:.3f}s: " + (
+            "met" if not beyond else f"{beyond} of {len(rows)} beyond it"
+        )
     return Verdict(
         NAME,
         PASS,
-        f"{len(recoveries)} {done}, slowest after {worst:.3f}s (budget {budget:.3f}s)",
+        f"{len(rows)} {done}, slowest after {worst:.3f}s (budget {budget:.3f}s{seed})",
         figures,
     )
 
 
-def _progress(
-    events: list[JobEvent], reference: float, budget: float, job_id: int, what: str
-) -> tuple[dict[str, Any], str | None] | None:
-    """(recovery row, evidence or None) for a job pending at ``reference``; None otherwise."""
-    before = [e for e in events if e.at <= reference and e.type != "scheduled"]
-    if not before or before[-1].type in TERMINAL:
-        return None  # not submitted yet, or already finished
+def _progress(events: list[JobEvent], reference: float) -> tuple[bool, float | None]:
+    """(pending at ``reference``, seconds from ``reference`` or the job's later retry time to
+    its next progress event, None when it never moved again)."""
+    before = [e for e in events if e.at <= reference and e.type != EventType.SCHEDULED]
+    if not before or before[-1].type in TERMINAL_EVENTS:
+        return False, None  # not submitted yet, or already finished
     after = [e for e in events if e.at > reference and e.type in PROGRESS]
     if not after:
-        row = {"what": what, "job_id": job_id, "latency": None, "budget": budget}
-        return row, f"job {job_id}, pending when {what} ended, never progressed"
+        return True, None
     # A retry scheduled (before the next progress) after the fault's end is due at its time.
-    last_start = max((e.id for e in before if e.type == "started"), default=0)
+    last_start = max((e.id for e in before if e.type == EventType.STARTED), default=0)
     due = max(
         [reference]
-        + [e.at for e in events if e.type == "scheduled" and last_start < e.id < after[0].id]
+        + [
+            e.at
+            for e in events
+            if e.type == EventType.SCHEDULED and last_start < e.id < after[0].id
+        ]
     )
-    latency = max(0.0, after[0].at - due)
-    row = {"what": what, "job_id": job_id, "latency": round(latency, 4), "budget": budget}
-    if latency > budget:
-        return row, f"job {job_id} progressed {latency:.3f}s after {what}, budget {budget:.3f}s"
-    return row, None
+    return True, round(max(0.0, after[0].at - due), 4)

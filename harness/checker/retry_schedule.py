@@ -1,4 +1,11 @@
-"""Retry schedule: the wait before run k+1 is ``min(base * 2**(k-1), max)``, within tolerance."""
+"""Retry schedule: the wait before run k+1 is ``min(base * 2**(k-1), max)``, within tolerance.
+
+The bug it exists to catch: a retry strategy whose backoff does not grow as promised (constant,
+linear, off by one doubling, the cap ignored) or a queue that runs retries late (a retry picked
+up at the next poll instead of at its time) or early. ``expected_delay`` is the seed's formula,
+restated here on purpose: a checker importing the system's own formula would agree with a
+broken one.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,20 @@ from typing import Any
 from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
+from harness.vocabulary import Invariant
 
-NAME = "retry_schedule"
+NAME = Invariant.RETRY_SCHEDULE
 
 
 def expected_delay(run_number: int, base_delay: float, max_delay: float) -> float:
     """The wait after run ``run_number`` (1-based) fails: ``min(base * 2**(n-1), max)``."""
     return float(min(base_delay * 2 ** (run_number - 1), max_delay))
+
+
+def is_capped(run_number: int, base_delay: float, max_delay: float) -> bool:
+    """Whether the cap shortens the wait after run ``run_number`` (an uncapped schedule would
+    wait longer there)."""
+    return bool(base_delay * 2 ** (run_number - 1) > max_delay)
 
 
 def check_retry_schedule(
@@ -24,19 +38,21 @@ def check_retry_schedule(
     base_delay: float,
     max_delay: float,
     tolerance: float,
-    early_tolerance: float = 0.05,
     jobs: Iterable[int] | None = None,
+    require_cap: bool = False,
 ) -> Verdict:
     """Check each scheduled retry (run ``k`` failed, run ``k+1`` started) against the formula
     ``expected = min(base * 2**(k-1), max)``:
 
     - late: run ``k+1`` started more than ``expected + tolerance`` after the failure;
-    - early, queue: it started before the retry time the strategy asked for
-      (``- early_tolerance``, clock noise);
+    - early, queue: it started more than ``tolerance`` before the retry time it was given;
     - early, strategy: the retry time asked for is less than ``expected - tolerance`` after the
-      failure (the decision precedes the failure's commit by at most the scheduling slack).
+      failure (the decision precedes the failure's commit by a little: within the tolerance).
 
-    ``tolerance`` is the polling interval plus the measured scheduling slack. No retry: unknown.
+    ``tolerance`` comes from the calibration (harness/budgets.py), never from this run. It must
+    be below half the smallest expected delay judged, or a doubling cannot be told from no
+    doubling: unknown. No retry: unknown. With ``require_cap``, no retry whose wait the cap
+    shortened: unknown (the cap was not exercised).
     """
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
@@ -57,7 +73,11 @@ def check_retry_schedule(
                     "observed": round(observed, 4),
                     "expected": expected,
                     "tolerance": tolerance,
+                    # the band the check accepts (the report draws it as is)
+                    "lower": round(expected - tolerance, 6),
+                    "upper": round(expected + tolerance, 6),
                     "requested": round(requested, 4),
+                    "capped": is_capped(prev.number, base_delay, max_delay),
                 }
             )
             where = f"job {job_id}: retry after run {prev.number}"
@@ -66,34 +86,57 @@ def check_retry_schedule(
                     f"{where} came {observed:.3f}s after the failure, later than "
                     f"{expected:.3f}s + {tolerance:.3f}s"
                 )
-            elif nxt.start < prev.retry_at - early_tolerance:
+            elif nxt.start < prev.retry_at - tolerance:
                 evidence.append(
                     f"{where} came {observed:.3f}s after the failure, before its retry time "
-                    f"({requested:.3f}s) - {early_tolerance:.3f}s"
+                    f"({requested:.3f}s) - {tolerance:.3f}s"
                 )
             elif requested < expected - tolerance:
                 evidence.append(
                     f"{where} was scheduled {requested:.3f}s after the failure, earlier than "
                     f"{expected:.3f}s - {tolerance:.3f}s"
                 )
+    capped = sum(1 for d in delays if d["capped"])
+    smallest = min((d["expected"] for d in delays), default=None)
     figures: dict[str, Any] = {
         "retry_delays": delays,
         "base_delay": base_delay,
         "max_delay": max_delay,
         "tolerance": tolerance,
-        "early_tolerance": early_tolerance,
+        "capped_retries": capped,
+        "smallest_expected": smallest,
     }
     if evidence:
         return Verdict(
-            NAME, FAIL, f"{len(evidence)} of {len(delays)} retries off schedule", figures, evidence
+            NAME,
+            FAIL,
+            f"{evidence[0]} ({len(evidence)} of {len(delays)} retries off schedule)",
+            figures,
+            evidence,
         )
-    if not delays:
+    if smallest is None:
         return Verdict(NAME, UNKNOWN, "no scheduled retry happened: nothing to check", figures)
+    if tolerance >= smallest / 2:
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"tolerance {tolerance:.3f}s is not below half the smallest expected delay "
+            f"({smallest:.3f}s): a doubling cannot be told from none at this profile",
+            figures,
+        )
+    if require_cap and not capped:
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"no retry reached the cap {max_delay:.3f}s: the cap was not exercised "
+            f"({len(delays)} retries on schedule)",
+            figures,
+        )
     worst = max(d["observed"] - d["expected"] for d in delays)
     return Verdict(
         NAME,
         PASS,
-        f"{len(delays)} retries on schedule (latest {worst:+.3f}s vs formula, "
-        f"tolerance {tolerance:.3f}s)",
+        f"{len(delays)} retries on schedule, {capped} at the cap (latest {worst:+.3f}s vs "
+        f"formula, tolerance {tolerance:.3f}s)",
         figures,
     )

@@ -5,8 +5,12 @@ event (its ``at`` is the retry time) in the same transaction as ``deferred_for_r
 re-queues are not backoff retries although they look alike: a stalled-job recovery (the SUT
 records it: observation ``stalled_recovery`` with ``{"job_id", "attempts"}``, read from its
 ``bulletproof_stalled_recoveries`` table) and a run aborted by a graceful shutdown (re-queued
-with ``retry_in=0`` inside a ``sigterm`` fault window). The retry time alone cannot tell them
-apart: on a loaded machine the failure may commit after the retry time it asked for.
+with ``retry_in=0`` inside a ``sigterm`` or ``restart`` window of its worker). The retry time
+alone cannot tell them apart: on a loaded machine the failure may commit after the retry time
+it asked for. Which worker ran a run comes from the workers' logs (``run_worker``
+observations, :func:`harness.history.collect.collect_run_workers`).
+
+This is the one run derivation: the checker and the report both read runs from here.
 """
 
 from __future__ import annotations
@@ -14,17 +18,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.history.records import Fault, History, JobEvent
+from harness.vocabulary import (
+    RUN_ENDINGS,
+    EventType,
+    FaultKind,
+    ObservationName,
+    SubmitOutcome,
+    Target,
+    worker_of,
+)
 
 #: A re-queue inside a SIGTERM window whose retry time is at most this far after it is an
-#: aborted run re-queued at once, not a backoff retry.
+#: aborted run re-queued at once (the system asks for ``retry_in=0``), not a backoff retry.
+#: A classification threshold, not a tolerance: backoff delays are orders of magnitude longer.
 IMMEDIATE = 0.01
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "aborted"})
-RUN_ENDS = frozenset({"deferred_for_retry", "succeeded", "failed", "aborted"})
+
+#: Faults on ``worker:<name>`` that stop (or freeze, or cut off) that worker's runs.
+WORKER_STOPPING = frozenset(
+    {
+        FaultKind.KILL,
+        FaultKind.SIGTERM,
+        FaultKind.RESTART,
+        FaultKind.PAUSE,
+        FaultKind.TERMINATE_BACKEND,
+    }
+)
+#: Faults that stop every worker's runs, whatever their target.
+DATABASE_STOPPING = frozenset({FaultKind.PG_KILL, FaultKind.PG_RESTART})
+#: Faults on the database link that cut every worker off.
+DBLINK_STOPPING = frozenset({FaultKind.PROXY_DOWN, FaultKind.TIMEOUT, FaultKind.RESET_PEER})
+#: Faults whose window covers a graceful stop (a run aborted in it is re-queued at once).
+SHUTDOWNS = frozenset({FaultKind.SIGTERM, FaultKind.RESTART})
 
 
 @dataclass
 class Run:
-    """One execution of a job: from its ``started`` event to the event that ended it."""
+    """One execution of a job: from its ``started`` event to the event that ended it.
+    ``worker``: the worker that ran it, when its log says so (None: unknown)."""
 
     job_id: int
     number: int
@@ -35,6 +65,7 @@ class Run:
     overlapped: bool = False
     recovered: bool = False
     aborted: bool = False
+    worker: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -52,7 +83,7 @@ class Run:
         """Ended by the retry strategy with a retry time: not a stalled-job recovery, not a run
         aborted by a shutdown."""
         return (
-            self.end_type == "deferred_for_retry"
+            self.end_type == EventType.DEFERRED_FOR_RETRY
             and self.retry_at is not None
             and not self.recovered
             and not self.aborted
@@ -66,54 +97,73 @@ def runs_of(events: list[JobEvent]) -> list[Run]:
     open_run: Run | None = None
     pending_schedule: float | None = None
     for ev in sorted(events, key=lambda e: e.id):
-        if ev.type == "scheduled":
+        if ev.type == EventType.SCHEDULED:
             last = runs[-1] if runs else None
             if (
                 open_run is None
                 and last is not None
-                and last.end_type == "deferred_for_retry"
+                and last.end_type == EventType.DEFERRED_FOR_RETRY
                 and last.retry_at is None
                 and pending_schedule is None
             ):
                 last.retry_at = ev.at
             else:
                 pending_schedule = ev.at
-        elif ev.type == "started":
+        elif ev.type == EventType.STARTED:
             if open_run is not None:
                 open_run.overlapped = True
             open_run = Run(job_id=ev.job_id, number=len(runs) + 1, start=ev.at)
             runs.append(open_run)
             pending_schedule = None
-        elif ev.type in RUN_ENDS and open_run is not None:
+        elif ev.type in RUN_ENDINGS and open_run is not None:
             open_run.end = ev.at
             open_run.end_type = ev.type
-            if ev.type == "deferred_for_retry":
+            if ev.type == EventType.DEFERRED_FOR_RETRY:
                 open_run.retry_at = pending_schedule
             pending_schedule = None
             open_run = None
     return runs
 
 
+def run_workers(history: History) -> dict[tuple[int, int], str]:
+    """(job id, run number) -> the worker whose log shows that run; a run two logs claim is
+    left out (unknown)."""
+    seen: dict[tuple[int, int], set[str]] = {}
+    for obs in history.observations(ObservationName.RUN_WORKER):
+        value = obs.value
+        if isinstance(value, dict) and {"job_id", "run", "worker"} <= set(value):
+            key = (int(value["job_id"]), int(value["run"]))
+            seen.setdefault(key, set()).add(str(value["worker"]))
+    return {key: next(iter(names)) for key, names in seen.items() if len(names) == 1}
+
+
 def runs_by_job(history: History) -> dict[int, list[Run]]:
-    """Job id -> its runs; re-queues by stalled-job recovery are marked ``recovered``, runs
-    re-queued at once during a SIGTERM window ``aborted``."""
+    """Job id -> its runs, each with its worker when known; re-queues by stalled-job recovery
+    are marked ``recovered``, runs re-queued at once during a graceful stop of their worker
+    (any worker when unknown) ``aborted``."""
     recovered: set[tuple[int, int]] = set()
-    for obs in history.observations("stalled_recovery"):
+    for obs in history.observations(ObservationName.STALLED_RECOVERY):
         if isinstance(obs.value, dict) and "job_id" in obs.value and "attempts" in obs.value:
             recovered.add((int(obs.value["job_id"]), int(obs.value["attempts"])))
-    shutdowns = [f for f in history.faults if f.kind_ == "sigterm"]
+    workers = run_workers(history)
+    shutdowns = [f for f in history.faults if f.kind_ in SHUTDOWNS]
     out: dict[int, list[Run]] = {}
     for job_id, evs in history.events_by_job().items():
         runs = runs_of(evs)
         for run in runs:
-            if run.end_type != "deferred_for_retry" or run.end is None:
+            run.worker = workers.get((job_id, run.number))
+            if run.end_type != EventType.DEFERRED_FOR_RETRY or run.end is None:
                 continue
             # the recovery saw job.attempts == runs before this one
             if (job_id, run.number - 1) in recovered:
                 run.recovered = True
             delay = run.requested_delay
+            end = run.end
             if (delay is None or delay <= IMMEDIATE) and any(
-                f.start <= run.end and (f.end is None or run.end <= f.end) for f in shutdowns
+                f.start <= end
+                and (f.end is None or end <= f.end)
+                and (run.worker is None or worker_of(f.target) in (None, run.worker))
+                for f in shutdowns
             ):
                 run.aborted = True
         out[job_id] = runs
@@ -124,7 +174,7 @@ def acknowledged_ids(history: History) -> list[int]:
     """Job ids of submissions the SUT acknowledged, in submission order, without repeats."""
     seen: dict[int, None] = {}
     for s in history.submits:
-        if s.outcome == "ok" and s.job_id is not None:
+        if s.outcome == SubmitOutcome.OK and s.job_id is not None:
             seen.setdefault(int(s.job_id), None)
     return list(seen)
 
@@ -136,35 +186,34 @@ def first_event(events: list[JobEvent], type_: str) -> JobEvent | None:
 
 def overlaps(start: float, end: float, faults: list[Fault], horizon: float) -> bool:
     """Whether [start, end] meets any fault window (an open window lasts until ``horizon``)."""
-    for f in faults:
-        f_end = f.end if f.end is not None else horizon
-        if start <= f_end and f.start <= end:
-            return True
-    return False
+    return any(_meets(start, end, f, horizon) for f in faults)
 
 
-#: Faults that stop workers from picking up jobs (processes, PostgreSQL, the database link).
-BLOCKING_FAULTS = frozenset({"kill", "sigterm", "restart", "pg_kill", "pg_restart"})
-BLOCKING_TARGETS = ("worker", "postgres", "dblink", "api")
+def _meets(start: float, end: float, fault: Fault, horizon: float) -> bool:
+    f_end = fault.end if fault.end is not None else max(horizon, fault.start)
+    return start <= f_end and fault.start <= end
 
 
-def scheduling_slack(history: History, *, floor: float = 0.0) -> float:
-    """Measured pickup slack: the longest wait from ``deferred`` to the first ``started`` of
-    any job (the scenario's and the SUT's periodic ones, which are deferred all along), over
-    waits that met no fault on a worker, PostgreSQL or the database link; at least ``floor``."""
-    by_job = history.events_by_job()
+def could_stop(fault: Fault, worker: str | None) -> bool:
+    """Whether ``fault`` could stop (kill, freeze, cut off) a run on ``worker`` (None: any
+    worker): a process fault of that worker, or a database-wide fault (PostgreSQL killed or
+    restarted, any fault on PostgreSQL, the database link down, blackholed or reset)."""
+    if fault.kind_ in DATABASE_STOPPING or fault.target == Target.POSTGRES:
+        return True
+    if fault.target == Target.DBLINK and fault.kind_ in DBLINK_STOPPING:
+        return True
+    name = worker_of(fault.target)
+    return name is not None and fault.kind_ in WORKER_STOPPING and worker in (None, name)
+
+
+def stopping_faults(history: History, run: Run, *, until: float | None = None) -> list[Fault]:
+    """The faults that could have stopped ``run``: :func:`could_stop` on its worker, with a
+    window meeting [start, end] (``until`` when the run never ended; open windows last until
+    the history's end)."""
     horizon = history.end.finished_at if history.end else float("inf")
-    faults = [
+    end = run.end if run.end is not None else (until if until is not None else horizon)
+    return [
         f
         for f in history.faults
-        if f.kind_ in BLOCKING_FAULTS or f.target.startswith(BLOCKING_TARGETS)
+        if could_stop(f, run.worker) and _meets(run.start, end, f, horizon)
     ]
-    slack = floor
-    for events in by_job.values():
-        deferred, started = first_event(events, "deferred"), first_event(events, "started")
-        if deferred is None or started is None:
-            continue
-        if overlaps(deferred.at, started.at, faults, horizon):
-            continue
-        slack = max(slack, started.at - deferred.at)
-    return slack

@@ -16,7 +16,7 @@ UNKNOWN: Status = "unknown"
 class Verdict:
     """One invariant's outcome: status, a one-line summary, figures and evidence."""
 
-    name: str
+    name: str  # an :class:`harness.vocabulary.Invariant`
     status: Status
     summary: str
     figures: dict[str, Any] = field(default_factory=dict)
@@ -28,10 +28,11 @@ class Verdict:
 
 
 def merge(verdicts: Iterable[Verdict | Status]) -> Status:
-    """Any ``fail`` -> fail; else any ``unknown`` -> unknown; else pass (also when empty)."""
+    """The one merge (scenarios, results and the report use it): any ``fail`` -> fail; else
+    any ``unknown`` -> unknown; else pass. Nothing to merge -> unknown: nothing was shown."""
     statuses = [v.status if isinstance(v, Verdict) else v for v in verdicts]
     if FAIL in statuses:
         return FAIL
-    if UNKNOWN in statuses:
+    if not statuses or UNKNOWN in statuses:
         return UNKNOWN
     return PASS

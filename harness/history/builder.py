@@ -15,11 +15,13 @@ from harness.history.records import (
     Fault,
     History,
     Job,
+    JobEffect,
     JobEvent,
     Meta,
     Observation,
     Submit,
 )
+from harness.vocabulary import EventType, JobStatus, ObservationName, SubmitOutcome
 
 TASK = "system.tasks.fetch_and_cache_joke"
 
@@ -46,6 +48,7 @@ class HistoryBuilder:
         self._fault_id = 0
         self._status: dict[int, str] = {}
         self._attempts: dict[int, int] = {}
+        self._runs: dict[int, int] = {}
         self._task: dict[int, str] = {}
 
     def _event(self, job_id: int, type_: str, at: float) -> None:
@@ -53,11 +56,16 @@ class HistoryBuilder:
         self.history.add(JobEvent(id=self._event_id, job_id=job_id, type=type_, at=self.t0 + at))
 
     def submit(
-        self, job_id: int | None, at: float = 0.0, *, outcome: str = "ok", task: str = TASK
+        self,
+        job_id: int | None,
+        at: float = 0.0,
+        *,
+        outcome: str = SubmitOutcome.OK,
+        task: str = TASK,
     ) -> int | None:
         """A submission; for ``ok`` and for an ``unknown`` with a job id, the job is deferred."""
         self._op_id += 1
-        recorded_id = job_id if outcome == "ok" else None
+        recorded_id = job_id if outcome == SubmitOutcome.OK else None
         self.history.add(
             Submit(
                 op_id=self._op_id,
@@ -65,19 +73,19 @@ class HistoryBuilder:
                 t_complete=self.t0 + at + 0.01,
                 outcome=outcome,
                 job_id=recorded_id,
-                error=None if outcome == "ok" else "synthetic",
+                error=None if outcome == SubmitOutcome.OK else "synthetic",
             )
         )
-        if job_id is not None and outcome != "error":
+        if job_id is not None and outcome != SubmitOutcome.ERROR:
             self.job(job_id, at, task=task)
         return job_id
 
     def job(self, job_id: int, at: float = 0.0, *, task: str = TASK) -> None:
         """A job row appears (deferred) without a submission."""
-        self._status[job_id] = "todo"
+        self._status[job_id] = JobStatus.TODO
         self._attempts[job_id] = 0
         self._task[job_id] = task
-        self._event(job_id, "deferred", at + 0.005)
+        self._event(job_id, EventType.DEFERRED, at + 0.005)
 
     def run(
         self,
@@ -88,26 +96,35 @@ class HistoryBuilder:
         *,
         retry_in: float | None = None,
         recovered: bool = False,
+        worker: str | None = None,
     ) -> None:
         """One run from ``start``; ``outcome``: succeeded, failed, aborted, retry (re-queued;
         a ``scheduled`` retry time when ``retry_in`` is given; with ``recovered`` the SUT
-        records it as a stalled-job recovery, which re-queues with ``retry_at=now()``)."""
-        self._event(job_id, "started", start)
-        self._status[job_id] = "doing"
+        records it as a stalled-job recovery, which re-queues with ``retry_at=now()``).
+        ``worker``: the worker whose log shows the run (a ``run_worker`` observation)."""
+        self._event(job_id, EventType.STARTED, start)
+        self._status[job_id] = JobStatus.DOING
+        self._runs[job_id] = self._runs.get(job_id, 0) + 1
+        if worker is not None:
+            self.observe(
+                ObservationName.RUN_WORKER,
+                {"job_id": job_id, "run": self._runs[job_id], "worker": worker},
+                start + 0.001,
+            )
         if end is None:
             return
         if outcome == "retry":
             if recovered:
                 retry_in = 0.003 if retry_in is None else retry_in
                 self.observe(
-                    "stalled_recovery",
+                    ObservationName.STALLED_RECOVERY,
                     {"job_id": job_id, "attempts": self._attempts[job_id], "worker_id": 1},
                     end,
                 )
             if retry_in is not None:
-                self._event(job_id, "scheduled", end + retry_in)
-            self._event(job_id, "deferred_for_retry", end)
-            self._status[job_id] = "todo"
+                self._event(job_id, EventType.SCHEDULED, end + retry_in)
+            self._event(job_id, EventType.DEFERRED_FOR_RETRY, end)
+            self._status[job_id] = JobStatus.TODO
             self._attempts[job_id] += 1
         else:
             self._event(job_id, outcome, end)
@@ -131,6 +148,10 @@ class HistoryBuilder:
     def effect(self, joke_id: str, at: float = 0.0) -> None:
         """A row in the jokes table."""
         self.history.add(Effect(joke_id=joke_id, created_at=self.t0 + at, updated_at=self.t0 + at))
+
+    def job_effect(self, job_id: int, joke_id: str, at: float = 0.0) -> None:
+        """A row of the job -> effect table: job ``job_id`` stored ``joke_id``."""
+        self.history.add(JobEffect(job_id=job_id, joke_id=joke_id, stored_at=self.t0 + at))
 
     def fetch(self, joke_id: str | None, at: float = 0.0, *, status: int = 200) -> None:
         """A request the fake API served."""

@@ -1,21 +1,56 @@
-"""Read the database and the fake API after a scenario and turn them into history records."""
+"""Read the database, the fake API and the workers' logs after a scenario and turn them into
+history records."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from harness.history.records import ApiRequest, Effect, Job, JobEvent, Observation, Record
+from harness.history.records import (
+    ApiRequest,
+    Effect,
+    Job,
+    JobEffect,
+    JobEvent,
+    Observation,
+    Record,
+)
+from harness.vocabulary import ObservationName
+from system.db import JOKES_TABLE, RECOVERIES_TABLE
 
-JOKES_TABLE = "chuck_norris_jokes"
-#: The SUT's log of stalled-job recoveries (system/db.py): read as ``stalled_recovery``
-#: observations, so the checker can tell a recovery re-queue from a backoff retry.
-RECOVERIES_TABLE = "bulletproof_stalled_recoveries"
+#: The system's job -> effect table (contract C2, ``system.db.JOB_EFFECTS_TABLE``).
+#: TODO(merge): import it from system.db once the system branch defines it.
+JOB_EFFECTS_TABLE = "bulletproof_job_effects"
+
+#: Every query collection runs, by name (tables that may be missing are probed first).
+QUERIES = {
+    "jobs": "SELECT id, task_name, queue_name, status::text AS status, attempts, args, lock,"
+    " queueing_lock, scheduled_at FROM procrastinate_jobs ORDER BY id",
+    "events": "SELECT id, job_id, type::text AS type, at FROM procrastinate_events ORDER BY id",
+    "table_exists": "SELECT to_regclass(%s) AS t",
+    # the SUT's log of stalled-job recoveries: read as ``stalled_recovery`` observations, so
+    # the checker can tell a recovery re-queue from a backoff retry
+    "recoveries": f"SELECT job_id, worker_id, attempts, recovered_at FROM {RECOVERIES_TABLE}"
+    " ORDER BY id",
+    "jokes": f"SELECT * FROM {JOKES_TABLE}",
+    "job_effects": f"SELECT job_id, joke_id, stored_at FROM {JOB_EFFECTS_TABLE} ORDER BY job_id",
+}
+
+#: The line each run of ``fetch_and_cache_joke`` logs first (the seed's pattern), with the
+#: ``logging`` time stamp the system's log format puts in front of it.
+FETCH_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"Job (?P<job_id>\d+): Fetching joke \(attempt (?P<run>\d+)/(?P<of>\d+)\)",
+    re.MULTILINE,
+)
 
 
 def _epoch(value: Any) -> float | None:
@@ -29,15 +64,19 @@ def _epoch(value: Any) -> float | None:
 
 
 def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
-    """Jobs, job events, effects (rows of ``chuck_norris_jokes``) and the SUT's stalled-job
-    recoveries (``stalled_recovery`` observations) as history records."""
+    """Jobs, job events, effects (rows of ``chuck_norris_jokes``), the job -> effect rows
+    (``job_effect``) and the SUT's stalled-job recoveries (``stalled_recovery`` observations)
+    as history records. A table that does not exist gives no record."""
     records: list[Record] = []
     with psycopg.connect(dsn, connect_timeout=int(max(1, connect_timeout))) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        cur.execute(
-            "SELECT id, task_name, queue_name, status::text AS status, attempts, args, lock,"
-            " queueing_lock, scheduled_at FROM procrastinate_jobs ORDER BY id"
-        )
+
+        def exists(table: str) -> bool:
+            cur.execute(QUERIES["table_exists"], (table,))
+            found = cur.fetchone()
+            return found is not None and found["t"] is not None
+
+        cur.execute(QUERIES["jobs"])
         for row in cur.fetchall():
             records.append(
                 Job(
@@ -52,9 +91,7 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
                     scheduled_at=_epoch(row["scheduled_at"]),
                 )
             )
-        cur.execute(
-            "SELECT id, job_id, type::text AS type, at FROM procrastinate_events ORDER BY id"
-        )
+        cur.execute(QUERIES["events"])
         for row in cur.fetchall():
             records.append(
                 JobEvent(
@@ -64,17 +101,12 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
                     at=_epoch(row["at"]) or 0.0,
                 )
             )
-        cur.execute("SELECT to_regclass(%s) AS t", (RECOVERIES_TABLE,))
-        found = cur.fetchone()
-        if found and found["t"] is not None:
-            cur.execute(
-                f"SELECT job_id, worker_id, attempts, recovered_at FROM {RECOVERIES_TABLE}"
-                " ORDER BY id"
-            )
+        if exists(RECOVERIES_TABLE):
+            cur.execute(QUERIES["recoveries"])
             for row in cur.fetchall():
                 records.append(
                     Observation(
-                        name="stalled_recovery",
+                        name=ObservationName.STALLED_RECOVERY,
                         value={
                             "job_id": row["job_id"],
                             "attempts": row["attempts"],
@@ -83,10 +115,8 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
                         t=_epoch(row["recovered_at"]) or 0.0,
                     )
                 )
-        cur.execute("SELECT to_regclass(%s) AS t", (JOKES_TABLE,))
-        found = cur.fetchone()
-        if found and found["t"] is not None:
-            cur.execute(f"SELECT * FROM {JOKES_TABLE}")
+        if exists(JOKES_TABLE):
+            cur.execute(QUERIES["jokes"])
             for row in cur.fetchall():
                 records.append(
                     Effect(
@@ -95,7 +125,51 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
                         updated_at=_epoch(row.get("updated_at")),
                     )
                 )
+        if exists(JOB_EFFECTS_TABLE):
+            cur.execute(QUERIES["job_effects"])
+            for row in cur.fetchall():
+                records.append(
+                    JobEffect(
+                        job_id=int(row["job_id"]),
+                        joke_id=str(row["joke_id"]),
+                        stored_at=_epoch(row["stored_at"]) or 0.0,
+                    )
+                )
     return records
+
+
+def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
+    """Which worker ran which run, from each worker's log (worker name -> log path): one
+    ``run_worker`` observation ``{"job_id": N, "run": k, "worker": name}`` per line
+    ``Job N: Fetching joke (attempt k/m)`` (k is the run's ordinal among the job's ``started``
+    events). ``t`` is the line's time stamp (the log's local time), or the file's modification
+    time when the line has none. A missing log gives nothing."""
+    found: list[Observation] = []
+    for name, path in logs.items():
+        path = Path(path)
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        fallback = path.stat().st_mtime
+        for match in FETCH_LOG.finditer(text):
+            stamp = match.group("asctime")
+            t = (
+                dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if stamp
+                else fallback
+            )
+            found.append(
+                Observation(
+                    name=ObservationName.RUN_WORKER,
+                    value={
+                        "job_id": int(match.group("job_id")),
+                        "run": int(match.group("run")),
+                        "worker": name,
+                    },
+                    t=t,
+                )
+            )
+    return sorted(found, key=lambda o: o.t)
 
 
 def _query(value: Any) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from harness.vocabulary import ObservationName
+
 JsonDict = dict[str, Any]
 
 
@@ -131,6 +133,16 @@ class Effect(_Base):
 
 
 @dataclass(frozen=True)
+class JobEffect(_Base):
+    """A row of the system's job -> effect table: job ``job_id`` stored joke ``joke_id``."""
+
+    kind: ClassVar[str] = "job_effect"
+    job_id: int
+    joke_id: str
+    stored_at: float
+
+
+@dataclass(frozen=True)
 class Observation(_Base):
     """Anything a scenario measured, e.g. ``health_status`` or ``worker_ready``."""
 
@@ -149,11 +161,24 @@ class End(_Base):
     deadline: float
 
 
-Record = Meta | Submit | Fault | ApiRequest | Job | JobEvent | Effect | Observation | End
+Record = (
+    Meta | Submit | Fault | ApiRequest | Job | JobEvent | Effect | JobEffect | Observation | End
+)
 
 _TYPES: dict[str, type[Any]] = {
     cls.kind: cls
-    for cls in (Meta, Submit, Fault, ApiRequest, Job, JobEvent, Effect, Observation, End)
+    for cls in (
+        Meta,
+        Submit,
+        Fault,
+        ApiRequest,
+        Job,
+        JobEvent,
+        Effect,
+        JobEffect,
+        Observation,
+        End,
+    )
 }
 
 
@@ -243,6 +268,18 @@ class History:
     @property
     def effects(self) -> list[Effect]:
         return self._of(Effect)
+
+    @property
+    def job_effects(self) -> list[JobEffect]:
+        """Rows of the job -> effect table (which job stored which joke)."""
+        return self._of(JobEffect)
+
+    @property
+    def calibration(self) -> Any:
+        """The last ``calibration`` observation's value (pickup latency measured before the
+        faults), or None when the scenario did not calibrate."""
+        found = self.observations(ObservationName.CALIBRATION)
+        return found[-1].value if found else None
 
     def observations(self, name: str | None = None) -> list[Observation]:
         """Observations, optionally only those called ``name``, in time order."""

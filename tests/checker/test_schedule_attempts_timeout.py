@@ -16,7 +16,7 @@ from harness.checker import (
 )
 from harness.history.builder import HistoryBuilder
 
-BASE, CAP, TOL = 0.2, 1.0, 0.15
+BASE, CAP, TOL = 0.2, 1.0, 0.08
 
 
 def _schedule(lags: list[float], *, runs: int, final: str = "failed") -> HistoryBuilder:
@@ -38,7 +38,7 @@ def test_expected_delay_is_capped_exponential() -> None:
 
 def test_retry_schedule_passes_within_tolerance() -> None:
     v = check_retry_schedule(
-        _schedule([0.01, 0.1, 0.0, 0.14], runs=5).build(),
+        _schedule([0.01, 0.05, 0.0, 0.07], runs=5).build(),
         base_delay=BASE,
         max_delay=CAP,
         tolerance=TOL,
@@ -85,12 +85,12 @@ def test_retry_schedule_fails_when_the_strategy_asks_too_short_a_wait() -> None:
 
 
 def test_retry_schedule_allows_the_commit_to_lag_the_decision() -> None:
-    # Loaded machine: the failure commits 0.1 s after the strategy chose the retry time, so
-    # the retry comes 0.1 s "early" measured from the commit: within the tolerance.
+    # Loaded machine: the failure commits 0.05 s after the strategy chose the retry time, so
+    # the retry comes 0.05 s "early" measured from the commit: within the tolerance.
     b = HistoryBuilder()
     b.submit(1)
-    b.run(1, 0.0, 0.1, "retry", retry_in=0.4 - 0.1)
-    b.run(1, 0.1 + 0.3 + 0.01, 0.5)
+    b.run(1, 0.0, 0.1, "retry", retry_in=0.4 - 0.05)
+    b.run(1, 0.1 + 0.35 + 0.01, 0.5)
     v = check_retry_schedule(b.build(), base_delay=0.4, max_delay=CAP, tolerance=TOL)
     assert v.status == PASS, v.evidence
 
@@ -170,6 +170,7 @@ def test_job_timeout_passes_when_a_timed_out_run_is_retried() -> None:
         _timeout_history([1.02, 0.2], ["retry", "succeeded"]).build(),
         job_timeout=1.0,
         tolerance=0.1,
+        max_attempts=5,
         require_timeouts=True,
     )
     assert v.status == PASS, v.evidence
@@ -178,7 +179,10 @@ def test_job_timeout_passes_when_a_timed_out_run_is_retried() -> None:
 
 def test_job_timeout_fails_on_a_run_beyond_the_timeout() -> None:
     v = check_job_timeout(
-        _timeout_history([3.0], ["succeeded"]).build(), job_timeout=1.0, tolerance=0.1
+        _timeout_history([3.0], ["succeeded"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        max_attempts=5,
     )
     assert v.status == FAIL and "lasted 3.000s" in v.evidence[0]
 
@@ -187,13 +191,13 @@ def test_job_timeout_fails_on_a_run_still_going_past_the_timeout_at_the_end() ->
     b = HistoryBuilder()
     b.submit(1)
     b.run(1, 0.0)  # never ends
-    v = check_job_timeout(b.build(finished=10.0), job_timeout=1.0, tolerance=0.1)
+    v = check_job_timeout(b.build(finished=10.0), job_timeout=1.0, tolerance=0.1, max_attempts=5)
     assert v.status == FAIL and "still running" in v.evidence[0]
 
 
 def test_job_timeout_fails_when_a_timed_out_run_is_not_retried() -> None:
     v = check_job_timeout(
-        _timeout_history([1.0], ["aborted"]).build(), job_timeout=1.0, tolerance=0.1
+        _timeout_history([1.0], ["aborted"]).build(), job_timeout=1.0, tolerance=0.1, max_attempts=5
     )
     assert v.status == FAIL and "not run again" in v.evidence[0]
 
@@ -201,7 +205,9 @@ def test_job_timeout_fails_when_a_timed_out_run_is_not_retried() -> None:
 def test_job_timeout_unknown_without_timeouts_and_excludes_killed_runs() -> None:
     b = _timeout_history([0.2], ["succeeded"])
     assert (
-        check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, require_timeouts=True).status
+        check_job_timeout(
+            b.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5, require_timeouts=True
+        ).status
         == UNKNOWN
     )
     b2 = HistoryBuilder()
@@ -209,5 +215,172 @@ def test_job_timeout_unknown_without_timeouts_and_excludes_killed_runs() -> None
     b2.run(1, 0.0, 6.0, "retry")  # killed at 1.0, recovered at 6.0
     b2.run(1, 6.1, 6.2)
     b2.fault("kill", "worker:w1", 1.0, 1.0)
-    v = check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1)
+    v = check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
     assert v.status == PASS and v.figures["excluded_runs"] == 1
+
+
+def test_job_timeout_fails_when_a_timeout_with_runs_left_ends_failed() -> None:
+    # TimeoutError not retried: the first timed-out run fails the job for good
+    v = check_job_timeout(
+        _timeout_history([1.01], ["failed"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        max_attempts=5,
+    )
+    assert v.status == FAIL
+    assert "timed out on run 1 of 5 after 1.010s and failed: not retried" in v.evidence[0]
+    assert v.summary.startswith("job 1 timed out on run 1 of 5")
+
+
+def test_job_timeout_accepts_failed_on_the_last_run_only() -> None:
+    runs = [1.0, 1.0, 1.0]
+    last = check_job_timeout(
+        _timeout_history(runs, ["retry", "retry", "failed"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        max_attempts=3,
+        require_timeouts=True,
+    )
+    assert last.status == PASS, last.evidence
+    early = check_job_timeout(
+        _timeout_history(runs, ["retry", "retry", "failed"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        max_attempts=4,
+    )
+    assert early.status == FAIL and "run 3 of 4" in early.evidence[0]
+
+
+def test_job_timeout_says_could_not_look_apart_from_no_timeout() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 6.0, "retry")  # the only run met a kill: nothing can be judged
+    b.fault("kill", "worker:w1", 1.0, 2.0)
+    blind = check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
+    assert blind.status == UNKNOWN and blind.summary.startswith("could not look")
+    quick = check_job_timeout(
+        _timeout_history([0.2], ["succeeded"]).build(),
+        job_timeout=1.0,
+        tolerance=0.1,
+        max_attempts=5,
+        require_timeouts=True,
+    )
+    assert quick.status == UNKNOWN and quick.summary.startswith("no run reached the timeout")
+
+
+def test_job_timeout_excludes_only_faults_on_the_runs_own_worker() -> None:
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 3.0, worker="w2")  # ran on past the timeout on w2; w1 was killed meanwhile
+    b.fault("kill", "worker:w1", 1.0, 2.0)
+    v = check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
+    assert v.status == FAIL and "lasted 3.000s" in v.evidence[0]
+
+
+# -- schedules that break the formula in realistic ways: base 0.1 s, cap 0.8 s, 6 runs --------
+
+B, C, T = 0.1, 0.8, 0.04
+
+
+def _requested(delays: list[float], lag: float = 0.01) -> HistoryBuilder:
+    """One job whose strategy asks for ``delays`` (one per failed run); each retry starts
+    ``lag`` after its retry time; the last run fails for good."""
+    b = HistoryBuilder()
+    b.submit(1)
+    t = 0.0
+    for delay in delays:
+        b.run(1, t, t + 0.01, "retry", retry_in=delay)
+        t += 0.01 + delay + lag
+    b.run(1, t, t + 0.01, "failed")
+    return b
+
+
+EXACT = [0.1, 0.2, 0.4, 0.8, 0.8]
+BROKEN = {
+    "constant": [0.1, 0.1, 0.1, 0.1, 0.1],
+    "linear": [0.1, 0.2, 0.3, 0.4, 0.5],
+    "one doubling late": [0.2, 0.4, 0.8, 0.8, 0.8],
+    "one doubling early": [0.05, 0.1, 0.2, 0.4, 0.8],
+    "uncapped": [0.1, 0.2, 0.4, 0.8, 1.6],
+}
+
+
+def test_the_seed_schedule_passes_with_its_cap_exercised() -> None:
+    v = check_retry_schedule(
+        _requested(EXACT).build(), base_delay=B, max_delay=C, tolerance=T, require_cap=True
+    )
+    assert v.status == PASS, v.evidence
+    assert v.figures["capped_retries"] == 1  # 0.8 after run 5: 1.6 uncapped
+
+
+def test_constant_linear_off_by_one_and_uncapped_schedules_fail() -> None:
+    for name, delays in BROKEN.items():
+        v = check_retry_schedule(_requested(delays).build(), base_delay=B, max_delay=C, tolerance=T)
+        assert v.status == FAIL, name
+        assert v.summary.startswith("job 1: retry after run"), name
+
+
+def test_a_tolerance_too_coarse_to_tell_a_doubling_is_unknown() -> None:
+    # 0.05 s is half the smallest delay (0.1 s): constant and exponential look alike
+    v = check_retry_schedule(_requested(EXACT).build(), base_delay=B, max_delay=C, tolerance=0.05)
+    assert v.status == UNKNOWN and "not below half the smallest expected delay" in v.summary
+
+
+def test_a_cap_never_reached_is_unknown_when_required() -> None:
+    b = _requested(EXACT[:3])  # 4 runs: 0.1, 0.2, 0.4, never the cap
+    v = check_retry_schedule(b.build(), base_delay=B, max_delay=C, tolerance=T, require_cap=True)
+    assert v.status == UNKNOWN and "cap" in v.summary
+    assert check_retry_schedule(b.build(), base_delay=B, max_delay=C, tolerance=T).status == PASS
+
+
+SCHEDULES = {
+    "constant": lambda k, b, c: b,
+    "linear": lambda k, b, c: min(b * k, c),
+    "one doubling late": lambda k, b, c: min(b * 2**k, c),
+    "one doubling early": lambda k, b, c: min(b * 2 ** (k - 2), c),
+    "uncapped": lambda k, b, c: b * 2 ** (k - 1),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    base=st.floats(min_value=0.05, max_value=3.0),
+    doublings=st.integers(min_value=4, max_value=6),
+    share=st.floats(min_value=0.01, max_value=0.45),
+    jitter=st.lists(st.floats(min_value=0.0, max_value=0.9), min_size=10, max_size=10),
+    wrong=st.sampled_from(sorted(SCHEDULES)),
+)
+def test_schedule_property_right_passes_every_wrong_shape_fails(
+    base: float, doublings: int, share: float, jitter: list[float], wrong: str
+) -> None:
+    """With at least four doublings below the cap, one capped retry and a tolerance below half
+    the base: the formula (plus pickup jitter inside the tolerance) passes and every wrong
+    shape fails."""
+    cap = base * 2**doublings
+    tol = base * share
+    runs = doublings + 3  # the wait after run doublings + 2 is capped
+    lags = [j * tol for j in jitter]
+
+    def history(delay: object) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        t = 0.0
+        for k in range(1, runs):
+            d = delay(k, base, cap)  # type: ignore[operator]
+            b.run(1, t, t + 0.01, "retry", retry_in=d)
+            t += 0.01 + d + lags[k - 1]
+        b.run(1, t, t + 0.01, "failed")
+        return b
+
+    good = check_retry_schedule(
+        history(expected_delay).build(),
+        base_delay=base,
+        max_delay=cap,
+        tolerance=tol,
+        require_cap=True,
+    )
+    assert good.status == PASS, good.evidence
+    bad = check_retry_schedule(
+        history(SCHEDULES[wrong]).build(), base_delay=base, max_delay=cap, tolerance=tol
+    )
+    assert bad.status == FAIL, wrong

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import procrastinate
 import psycopg
@@ -10,8 +12,13 @@ import respx
 
 from harness.checker import accounting, runs_by_job
 from harness.history import History, Submit
-from harness.history.collect import collect_api_requests, collect_database
-from harness.history.records import ApiRequest, Effect, Job, JobEvent
+from harness.history.collect import (
+    JOB_EFFECTS_TABLE,
+    collect_api_requests,
+    collect_database,
+    collect_run_workers,
+)
+from harness.history.records import ApiRequest, Effect, Job, JobEffect, JobEvent
 
 
 @pytest.mark.integration
@@ -64,6 +71,18 @@ async def test_collect_database_reads_jobs_events_and_effects(pg_dsn: str) -> No
     acc = accounting(history, task_name="fetch_and_cache_joke")
     assert (acc["succeeded"], acc["failed"], acc["lost"], acc["duplicate_effects"]) == (2, 1, 0, 1)
 
+    assert not [r for r in records if isinstance(r, JobEffect)]  # no table: no record
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {JOB_EFFECTS_TABLE} (job_id bigint PRIMARY KEY, joke_id text NOT NULL,"
+            " stored_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+        conn.execute(
+            f"INSERT INTO {JOB_EFFECTS_TABLE} (job_id, joke_id) VALUES (%s, 'a')", (ids[0],)
+        )
+    (effect,) = [r for r in collect_database(pg_dsn) if isinstance(r, JobEffect)]
+    assert (effect.job_id, effect.joke_id) == (ids[0], "a") and effect.stored_at > 1e9
+
 
 @respx.mock
 def test_collect_api_requests_maps_the_fake_api_records() -> None:
@@ -95,3 +114,25 @@ def test_collect_api_requests_maps_the_fake_api_records() -> None:
     )
     (again,) = collect_api_requests("http://fake:2")
     assert again.query == {"category": "dev"}
+
+
+def test_collect_run_workers_reads_each_workers_log(tmp_path: Path) -> None:
+    w1, w2 = tmp_path / "w1.log", tmp_path / "w2.log"
+    w1.write_text(
+        "2026-12-01 02:18:56,123 INFO system.worker: bulletproof: worker ready name=w1\n"
+        "2026-12-01 02:18:57,250 INFO system.tasks: Job 7: Fetching joke (attempt 1/5)\n"
+        "2026-12-01 02:18:59,000 INFO system.tasks: Job 8: Fetching joke (attempt 1/5)\n"
+    )
+    w2.write_text("Job 7: Fetching joke (attempt 2/5)\n")  # no time stamp: the file's time
+    obs = collect_run_workers({"w1": w1, "w2": w2, "gone": tmp_path / "missing.log"})
+    values = sorted((o.value["job_id"], o.value["run"], o.value["worker"]) for o in obs)
+    assert values == [(7, 1, "w1"), (7, 2, "w2"), (8, 1, "w1")]
+    assert all(o.name == "run_worker" for o in obs)
+    stamped = next(o for o in obs if o.value == {"job_id": 7, "run": 1, "worker": "w1"})
+    assert abs(stamped.t - next(o for o in obs if o.value["job_id"] == 8).t + 1.75) < 1e-6
+
+    history = History(obs)
+    history.add(JobEvent(id=1, job_id=7, type="started", at=1.0))
+    history.add(JobEvent(id=2, job_id=7, type="deferred_for_retry", at=2.0))
+    history.add(JobEvent(id=3, job_id=7, type="started", at=3.0))
+    assert [r.worker for r in runs_by_job(history)[7]] == ["w1", "w2"]

@@ -40,6 +40,7 @@ def test_round_trip_of_a_whole_history(tmp_path: Path) -> None:
     b.run(1, 1.3, 1.4)
     b.fault("proxy_down", "jokeapi", 0.0, 0.5, proxy="jokeapi")
     b.effect("j1")
+    b.job_effect(1, "j1", 1.38)
     b.fetch("j1", 1.35)
     b.observe("health_status", 200, 1.5)
     history = b.build()
@@ -50,6 +51,7 @@ def test_round_trip_of_a_whole_history(tmp_path: Path) -> None:
     back = read_history(path)
     assert back.records == history.records
     assert back.faults[0].kind_ == "proxy_down"
+    assert [(e.job_id, e.joke_id) for e in back.job_effects] == [(1, "j1")]
     fault_line = next(json.loads(x) for x in path.read_text().splitlines() if '"fault"' in x)
     assert fault_line["fault_kind"] == "proxy_down" and fault_line["kind"] == "fault"
 
@@ -101,3 +103,11 @@ def test_unknown_fields_are_ignored() -> None:
         }
     )
     assert isinstance(job, Job) and job.id == 1
+
+
+def test_calibration_is_the_last_calibration_observation() -> None:
+    b = HistoryBuilder()
+    assert b.build().calibration is None
+    b.observe("calibration", {"samples": 3, "pickup_max": 0.02}, 1.0)
+    b.observe("calibration", {"samples": 5, "pickup_max": 0.03}, 2.0)
+    assert b.history.calibration == {"samples": 5, "pickup_max": 0.03}
