@@ -44,7 +44,7 @@ def calibrate(dsn: str, *, timeout: float, samples: int = SAMPLES) -> Calibratio
             for i in range(samples)
         ]
     picked = wait_for(
-        lambda: (found if len(found := probe.scheduled_pickups(dsn, ids)) == len(ids) else None),
+        lambda: found if len(found := probe.scheduled_pickups(dsn, ids)) == len(ids) else None,
         timeout=LEAD + samples * SPACING + timeout,
         what=f"{samples} calibration jobs to start",
         ignore=(psycopg.Error,),

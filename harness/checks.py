@@ -9,13 +9,13 @@ from collections.abc import Mapping
 
 from harness.checker import (
     Verdict,
+    check_calibration,
     check_job_effects,
     check_justified_reruns,
     check_no_duplicate_effects,
+    check_processes_alive,
     check_queue_accounting,
 )
-from harness.checker.calibration import check_calibration
-from harness.checker.processes import check_processes_alive
 from harness.history.records import History
 
 

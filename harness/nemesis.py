@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from harness import probe
 from harness.history.records import Fault, Observation
 from harness.history.store import HistoryWriter
+from harness.vocabulary import FaultKind, Target, worker_target
 
 if TYPE_CHECKING:
     from harness.stack import Stack
@@ -201,7 +202,9 @@ class Nemesis:
         database and the network stay up: only that worker's sessions break. Returns how many
         connections were terminated (recorded in the window's detail)."""
         app_name = f"{WORKER_APPLICATION_PREFIX}{name}"
-        with self.window("terminate_backend", f"worker:{name}", application_name=app_name) as f:
+        with self.window(
+            FaultKind.TERMINATE_BACKEND, worker_target(name), application_name=app_name
+        ) as f:
             count = probe.terminate_backends(self.stack.db_dsn, app_name)
             f.detail["terminated"] = count
         return count
@@ -212,7 +215,7 @@ class Nemesis:
         ``procrastinate_workers``, as a lock or statement timeout on that table would give)
         while fetching, running and finishing jobs keep working. Target ``heartbeat``."""
         dsn = self.stack.db_dsn
-        with self.window("heartbeat_rejected", "heartbeat") as fault:
+        with self.window(FaultKind.HEARTBEAT_REJECTED, Target.HEARTBEAT) as fault:
             probe.reject_heartbeats(dsn, on=True)
             try:
                 yield fault

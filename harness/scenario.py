@@ -48,10 +48,10 @@ from harness.nemesis import Nemesis
 from harness.profiles import Profile
 from harness.report.results import replay_command, result_document, run_block, scenario_entry
 from harness.stack import Stack
+from harness.vocabulary import TERMINAL_STATUSES, JobStatus, ObservationName
 from harness.wait import WaitTimeout, wait_for
 from system.defects import Defect
 
-TERMINAL = ("succeeded", "failed", "cancelled", "aborted")
 DEFECT_MARK = "__defect_"
 
 Checks = Callable[[History], Sequence[Verdict]]
@@ -60,7 +60,7 @@ ScenarioFactory = Callable[..., contextlib.AbstractContextManager["ScenarioRun"]
 
 
 def mutant_name(scenario: str, defect: Defect) -> str:
-    """``backoff_schedule`` + ``constant-backoff`` -> ``backoff_schedule__defect_constant_backoff``."""
+    """The mutation's name, e.g. ``backoff_schedule__defect_constant_backoff``."""
     return f"{scenario}{DEFECT_MARK}{defect.value.replace('-', '_')}"
 
 
@@ -137,7 +137,7 @@ class ScenarioRun:
             self.calibration: Calibration = calibrator(
                 stack.db_dsn, timeout=budgets.pickup(self.profile)
             )
-        self.observe("calibration", self.calibration.to_dict())
+        self.observe(ObservationName.CALIBRATION, self.calibration.to_dict())
         self._faults_started = time.monotonic()
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class ScenarioRun:
     def wait_in_flight(self, n: int = 1, *, timeout: float | None = None) -> float:
         """Wait until at least ``n`` acknowledged jobs are ``doing``."""
         return self.wait_statuses(
-            lambda st: sum(1 for s in st.values() if s == "doing") >= n,
+            lambda st: sum(1 for s in st.values() if s == JobStatus.DOING) >= n,
             timeout=timeout or budgets.pickup(self.profile),
             what=f"{n} job(s) running",
         )
@@ -228,10 +228,10 @@ class ScenarioRun:
         running: list[int] = []
 
         def ready(st: dict[int, str]) -> bool:
-            running[:] = sorted(j for j, s in st.items() if s == "doing")
+            running[:] = sorted(j for j, s in st.items() if s == JobStatus.DOING)
             return (
                 len(st) == len(self.acknowledged())
-                and "todo" not in st.values()
+                and JobStatus.TODO not in st.values()
                 and len(running) >= min_doing
             )
 
@@ -252,7 +252,7 @@ class ScenarioRun:
     def saw_health(self, since: float, *, healthy: bool) -> bool:
         """Whether ``/health`` answered 200 (``healthy``) or 503 since ``since`` (a request
         that got no answer is neither)."""
-        for o in self.writer.history.observations("health_status"):
+        for o in self.writer.history.observations(ObservationName.HEALTH_STATUS):
             if o.t >= since and o.value is not None and (o.value == 200) == healthy:
                 return True
         return False
@@ -271,7 +271,7 @@ class ScenarioRun:
         ids = self.acknowledged()
         with self.phase("settle"), contextlib.suppress(WaitTimeout):
             self.wait_statuses(
-                lambda st: len(st) == len(ids) and all(s in TERMINAL for s in st.values()),
+                lambda st: len(st) == len(ids) and all(s in TERMINAL_STATUSES for s in st.values()),
                 timeout=budget,
                 what="every acknowledged job terminal",
                 ids=ids,
@@ -306,7 +306,7 @@ class ScenarioRun:
         for service in services:
             running = service.is_running()
             self.observe(
-                "process_status",
+                ObservationName.PROCESS_STATUS,
                 {
                     "process": service.name,
                     "running": running,

@@ -67,6 +67,7 @@ class FaultKind(StrEnum):
     RESTART = "restart"  # graceful stop and start
     PAUSE = "pause"  # SIGSTOP ... SIGCONT
     TERMINATE_BACKEND = "terminate_backend"  # pg_terminate_backend of a worker's connections
+    HEARTBEAT_REJECTED = "heartbeat_rejected"  # PostgreSQL rejects heartbeat writes (all workers)
     PG_KILL = "pg_kill"
     PG_RESTART = "pg_restart"
     PROXY_DOWN = "proxy_down"
@@ -86,6 +87,7 @@ class Target(StrEnum):
     POSTGRES = "postgres"  # the PostgreSQL server
     DBLINK = "dblink"  # the SUT -> PostgreSQL proxy
     JOKEAPI = "jokeapi"  # the SUT -> joke API proxy, or the fake API itself
+    HEARTBEAT = "heartbeat"  # every worker's heartbeat writes (inside PostgreSQL)
 
 
 WORKER_PREFIX = "worker:"
@@ -109,6 +111,9 @@ class ObservationName(StrEnum):
     STALLED_RECOVERY = "stalled_recovery"  # {job_id, attempts, worker_id} from the SUT's table
     RUN_WORKER = "run_worker"  # {job_id, run, worker} from the workers' logs
     CALIBRATION = "calibration"  # pickup latency measured before the faults
+    PROCESS_STATUS = (
+        "process_status"  # {process, running, exit_code, stopped_by_nemesis} at the end
+    )
 
 
 class SubmitOutcome(StrEnum):
@@ -141,3 +146,5 @@ class Invariant(StrEnum):
     RECOVERY_LATENCY = "recovery_latency"
     HEALTH_TRANSITIONS = "health_transitions"
     GRACEFUL_SHUTDOWN = "graceful_shutdown"
+    PROCESSES_ALIVE = "processes_alive"
+    CALIBRATION = "calibration"

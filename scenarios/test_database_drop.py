@@ -120,6 +120,8 @@ MUTANTS = [
     ("defect", "failing"),
     mutants("database_drop", MUTANTS, subset=[Defect.SUPERVISOR_GIVES_UP]),
 )
-def test_database_drop_mutant(scenario: ScenarioFactory, defect: Defect, failing: list[str]) -> None:
+def test_database_drop_mutant(
+    scenario: ScenarioFactory, defect: Defect, failing: list[str]
+) -> None:
     with scenario("database_drop", title=TITLE, defect=defect, expect_failing=failing) as sc:
         sc.finish(drop_the_database(sc))

@@ -18,9 +18,12 @@ from contextlib import AbstractContextManager
 import pytest
 
 from harness import budgets
-from harness.checker import Verdict, check_health_transitions
-from harness.checker.calibration import check_calibration
-from harness.checker.processes import check_processes_alive
+from harness.checker import (
+    Verdict,
+    check_calibration,
+    check_health_transitions,
+    check_processes_alive,
+)
 from harness.client import HealthMonitor
 from harness.history import History
 from harness.nemesis import FaultHandle

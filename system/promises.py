@@ -19,7 +19,9 @@ API_DB_TIMEOUT_CAP = 5.0
 def heartbeat_freshness_limit(heartbeat_interval: float) -> float:
     """Seconds after which the freshest worker heartbeat makes ``/health`` say 503."""
     return round(
-        max(HEARTBEAT_FRESHNESS * heartbeat_interval, heartbeat_interval + HEARTBEAT_FRESHNESS_FLOOR),
+        max(
+            HEARTBEAT_FRESHNESS * heartbeat_interval, heartbeat_interval + HEARTBEAT_FRESHNESS_FLOOR
+        ),
         3,
     )
 

@@ -5,12 +5,14 @@ the run it judges. Invariant names are :class:`harness.vocabulary.Invariant`.
 """
 
 from harness.checker.attempt_count import check_attempt_count
+from harness.checker.calibration import check_calibration
 from harness.checker.effects import check_no_duplicate_effects
 from harness.checker.health import check_health_transitions
 from harness.checker.job_effects import check_job_effects
 from harness.checker.job_timeout import check_job_timeout
 from harness.checker.queue_accounting import accounting, check_queue_accounting
 from harness.checker.recovery_latency import check_queue_resumes, check_recovery_latency
+from harness.checker.processes import check_processes_alive
 from harness.checker.reruns import check_justified_reruns
 from harness.checker.retry_schedule import check_retry_schedule, expected_delay, is_capped
 from harness.checker.runs import (
@@ -37,12 +39,14 @@ __all__ = [
     "accounting",
     "acknowledged_ids",
     "check_attempt_count",
+    "check_calibration",
     "check_graceful_shutdown",
     "check_health_transitions",
     "check_job_effects",
     "check_job_timeout",
     "check_justified_reruns",
     "check_no_duplicate_effects",
+    "check_processes_alive",
     "check_queue_accounting",
     "check_queue_resumes",
     "check_recovery_latency",

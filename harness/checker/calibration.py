@@ -11,21 +11,21 @@ from __future__ import annotations
 from harness.budgets import Calibration, too_coarse
 from harness.checker.verdict import PASS, UNKNOWN, Verdict
 from harness.history.records import History
+from harness.vocabulary import Invariant, ObservationName
 
-NAME = "calibration"
-OBSERVATION = "calibration"
+NAME = Invariant.CALIBRATION
+OBSERVATION = ObservationName.CALIBRATION
 
 
 def calibration_of(history: History) -> Calibration | None:
     """The calibration recorded in ``history``, if any."""
-    for obs in history.observations(OBSERVATION):
-        value = obs.value
-        if isinstance(value, dict) and "pickup_max" in value:
-            return Calibration(
-                samples=int(value.get("samples", 0)),
-                pickup_p50=float(value.get("pickup_p50", 0.0)),
-                pickup_max=float(value["pickup_max"]),
-            )
+    value = history.calibration
+    if isinstance(value, dict) and "pickup_max" in value:
+        return Calibration(
+            samples=int(value.get("samples", 0)),
+            pickup_p50=float(value.get("pickup_p50", 0.0)),
+            pickup_max=float(value["pickup_max"]),
+        )
     return None
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
+from harness.vocabulary import Invariant, ObservationName
 
-NAME = "processes_alive"
-OBSERVATION = "process_status"
+NAME = Invariant.PROCESSES_ALIVE
+OBSERVATION = ObservationName.PROCESS_STATUS
 
 
 def check_processes_alive(history: History) -> Verdict:
@@ -23,9 +24,7 @@ def check_processes_alive(history: History) -> Verdict:
     figures: dict[str, Any] = {"processes": statuses}
     if not statuses:
         return Verdict(NAME, UNKNOWN, "no process status recorded at the end", figures)
-    dead = [
-        s for s in statuses if not s.get("running") and not s.get("stopped_by_nemesis", False)
-    ]
+    dead = [s for s in statuses if not s.get("running") and not s.get("stopped_by_nemesis", False)]
     if dead:
         evidence = [
             f"{s.get('process')} exited (code {s.get('exit_code')}) though no fault stopped it "
@@ -35,5 +34,8 @@ def check_processes_alive(history: History) -> Verdict:
         return Verdict(NAME, FAIL, evidence[0], figures, evidence)
     running = sum(1 for s in statuses if s.get("running"))
     return Verdict(
-        NAME, PASS, f"{running} of {len(statuses)} processes running; the others stopped by faults", figures
+        NAME,
+        PASS,
+        f"{running} of {len(statuses)} processes running; the others stopped by faults",
+        figures,
     )

@@ -44,7 +44,9 @@ WORKER_STOPPING = frozenset(
     }
 )
 #: Faults that stop every worker's runs, whatever their target.
-DATABASE_STOPPING = frozenset({FaultKind.PG_KILL, FaultKind.PG_RESTART})
+DATABASE_STOPPING = frozenset(
+    {FaultKind.PG_KILL, FaultKind.PG_RESTART, FaultKind.HEARTBEAT_REJECTED}
+)
 #: Faults on the database link that cut every worker off.
 DBLINK_STOPPING = frozenset({FaultKind.PROXY_DOWN, FaultKind.TIMEOUT, FaultKind.RESET_PEER})
 #: Faults whose window covers a graceful stop (a run aborted in it is re-queued at once).
