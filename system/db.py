@@ -276,6 +276,15 @@ async def store_joke(
         await conn.execute(_JOB_EFFECT, {"job_id": row["job_id"], "joke_id": row["joke_id"]})
 
 
+_WAKE_SQL = """
+SELECT pg_notify(channel, json_build_object('type', 'job_inserted', 'job_id', id)::text)
+  FROM procrastinate_jobs,
+       unnest(ARRAY['procrastinate_queue_v1#' || queue_name, 'procrastinate_any_queue_v1'])
+           AS channel
+ WHERE id = %(job_id)s AND status = 'todo'
+"""
+
+
 async def recover_stalled_job(
     pool: psycopg_pool.AsyncConnectionPool,
     *,
@@ -339,6 +348,9 @@ async def recover_stalled_job(
             f"INSERT INTO {RECOVERIES_TABLE} (job_id, worker_id, attempts) VALUES (%s, %s, %s)",
             (job_id, worker_id, attempts),
         )
+        # A retry is an UPDATE, which notifies nobody: wake the workers as Procrastinate's
+        # insert trigger would (delivered at commit), not at their next poll.
+        await conn.execute(_WAKE_SQL, {"job_id": job_id})
         return True
 
 

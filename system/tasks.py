@@ -28,6 +28,7 @@ from system.defects import Defect
 from system.jokes import PermanentJokeError, TransientJokeError, fetch_joke
 from system.retry import ExponentialBackoffStrategy
 from system.settings import Settings
+from system.waker import RetryAwareJobManager
 
 logger = logging.getLogger("system.tasks")
 
@@ -64,6 +65,8 @@ def build_app(settings: Settings, connector: BaseConnector | None = None) -> App
     the worker passes a fresh one per session (see ``system.worker``).
     """
     app = App(connector=connector or PsycopgConnector(conninfo=settings.procrastinate_database_url))
+    # before the tasks are registered: they keep a reference to the app's job manager
+    app.job_manager = RetryAwareJobManager(app.connector)
     register_tasks(app, settings)
     return app
 

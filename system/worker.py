@@ -40,6 +40,7 @@ from system.defects import Defect
 from system.durations import format_duration
 from system.settings import Settings
 from system.tasks import HEALTH_TASK, QUEUES, SCHEDULED_FETCH_TASK, STALLED_TASK, build_app
+from system.waker import RetryAwareJobManager, RetryWaker
 
 logger = logging.getLogger("system.worker")
 
@@ -216,10 +217,14 @@ class Supervisor:
                 waited.add(watchdog)
             if self.schedules:
                 side_tasks.extend(self._start_schedules(app))
+            waker = self._waker_for(app, pool)
+            side_tasks.append(asyncio.create_task(waker.run(), name="bulletproof retry waker"))
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             if run_task.done():
                 exc = run_task.exception()
                 if self.stopping:
+                    # jobs aborted by the shutdown were just re-queued: wake the other workers
+                    await waker.flush()
                     if exc is not None:
                         logger.error("graceful stop ended with an error: %s", _first_line(exc))
                     return None
@@ -303,6 +308,20 @@ class Supervisor:
                 return f"heartbeat write failed: {failure}"
             if not self.stopping and not _listener_alive():
                 return "LISTEN connection lost"
+
+    def _waker_for(self, app: App, pool: psycopg_pool.AsyncConnectionPool) -> RetryWaker:
+        """The retry waker (system/waker.py), fed with this app's stored retries."""
+        settings = self.settings
+        waker = RetryWaker(
+            pool,
+            QUEUES,
+            # jobs scheduled by other processes are found by this scan; polling covers the rest
+            scan_interval=max(settings.worker_poll_interval, 1.0),
+            timeout=settings.db_pool_timeout + 1.0,
+        )
+        if isinstance(app.job_manager, RetryAwareJobManager):
+            app.job_manager.retry_listeners.append(waker.note)
+        return waker
 
     def _start_schedules(self, app: App) -> list[asyncio.Task[None]]:
         settings = self.settings
