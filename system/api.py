@@ -20,6 +20,7 @@ from procrastinate.exceptions import ConnectorException
 from pydantic import BaseModel, Field
 
 from system import db
+from system.defects import Defect
 from system.settings import Settings
 from system.tasks import FETCH_TASK, build_app
 from system.worker import Supervisor, install_stop_signals
@@ -69,6 +70,14 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     """The FastAPI application; ``app`` (opened by the lifespan) defers and reads jobs."""
     procrastinate_app = app or build_app(settings, db.api_connector(settings))
     timeout = min(settings.db_pool_timeout, 5.0)
+    defects = settings.defects
+    submissions = 0  # for the ack-without-queue defect
+    if defects:
+        logger.warning(
+            "!!! DELIBERATE DEFECTS ENABLED: %s. This API is broken on purpose "
+            "(BULLETPROOF_DEFECTS); never run it for real. !!!",
+            ", ".join(sorted(defects)),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -90,8 +99,12 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     async def fetch_joke(
         body: Annotated[FetchJokeRequest | None, Body()] = None,
     ) -> Any:
+        nonlocal submissions
+        submissions += 1
         kwargs = {"category": body.category} if body and body.category else {}
         try:
+            if Defect.ACK_WITHOUT_QUEUE in defects and submissions % 2 == 0:
+                return {"job_id": await bounded(read(db.reserve_job_id), timeout)}
             deferrer = procrastinate_app.configure_task(FETCH_TASK)
             job_id = await bounded(deferrer.defer_async(**kwargs), timeout)
         except _DOWN as exc:
@@ -120,6 +133,8 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
         hb = settings.worker_heartbeat_interval
         # a few intervals, and at least one second over one interval (scheduling noise)
         limit = round(max(HEARTBEAT_FRESHNESS * hb, hb + 1.0), 3)
+        if Defect.HEALTH_ALWAYS_OK in defects:
+            return JSONResponse({"status": "ok"})
         try:
             workers, age = await bounded(read(db.heartbeat_age), timeout)
         except _DOWN as exc:
@@ -132,7 +147,7 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
                 },
                 status_code=503,
             )
-        fresh = age is not None and age <= limit
+        fresh = (age is not None and age <= limit) or Defect.HEALTH_IGNORES_HEARTBEAT in defects
         body = {
             "status": "ok" if fresh else "unavailable",
             "database": "ok",

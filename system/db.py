@@ -20,6 +20,7 @@ from procrastinate import App, PsycopgConnector
 from procrastinate import sql as procrastinate_sql
 from psycopg.rows import dict_row
 
+from system.defects import Defect
 from system.settings import Settings
 
 logger = logging.getLogger("system.db")
@@ -34,6 +35,8 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 
 JOKES_TABLE = "chuck_norris_jokes"
 RECOVERIES_TABLE = "bulletproof_stalled_recoveries"
+#: One row per job that stored its joke, written in the transaction of the joke's upsert.
+JOB_EFFECTS_TABLE = "bulletproof_job_effects"
 
 _JOKES_COLUMNS = """
     joke_id        text NOT NULL{pk},
@@ -59,6 +62,14 @@ CREATE TABLE IF NOT EXISTS {RECOVERIES_TABLE} (
 )
 """
 
+_JOB_EFFECTS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {JOB_EFFECTS_TABLE} (
+    job_id    bigint PRIMARY KEY,
+    joke_id   text NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
 # Serialises concurrent `migrate` runs (any constant works; this one spells "bulletpr").
 _MIGRATE_LOCK = 0x62756C6C65747072
 
@@ -78,22 +89,42 @@ def connect_kwargs(settings: Settings, application_name: str = "bulletproof") ->
     }
 
 
-async def probe(settings: Settings) -> None:
+def worker_application_name(name: str) -> str:
+    """``application_name`` of every connection of worker ``name`` (pool, LISTEN, probe).
+
+    The harness finds (and terminates) exactly one worker's backends by it.
+    """
+    return f"bulletproof-worker-{name}"
+
+
+#: ``application_name`` of the API's own connections (not its in-process worker's).
+API_APPLICATION_NAME = "bulletproof-api"
+
+
+async def probe(settings: Settings, application_name: str) -> None:
     """Connect once and run ``SELECT 1``; raises a psycopg error if the server is not there."""
     async with await psycopg.AsyncConnection.connect(
-        settings.procrastinate_database_url, autocommit=True, **connect_kwargs(settings, "probe")
+        settings.procrastinate_database_url,
+        autocommit=True,
+        **connect_kwargs(settings, application_name),
     ) as conn:
         await conn.execute("SELECT 1")
 
 
-async def open_worker_pool(settings: Settings, name: str) -> psycopg_pool.AsyncConnectionPool:
-    """A connection pool for one worker session (closed when the session ends)."""
+async def open_worker_pool(
+    settings: Settings, name: str, application_name: str
+) -> psycopg_pool.AsyncConnectionPool:
+    """A connection pool for one worker session (closed when the session ends).
+
+    Procrastinate opens its LISTEN connection with the pool's parameters, so it carries the
+    same ``application_name``.
+    """
     pool = psycopg_pool.AsyncConnectionPool(
         settings.procrastinate_database_url,
         min_size=min(2, settings.db_pool_size),
         max_size=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
-        kwargs=connect_kwargs(settings, name),
+        kwargs=connect_kwargs(settings, application_name),
         check=psycopg_pool.AsyncConnectionPool.check_connection,
         open=False,
         name=name,
@@ -117,7 +148,7 @@ def api_connector(settings: Settings) -> PsycopgConnector:
         pool_factory=psycopg_pool.AsyncNullConnectionPool,
         max_size=settings.db_pool_size,
         timeout=min(settings.db_pool_timeout, 5.0),
-        kwargs=connect_kwargs(settings, "bulletproof-api"),
+        kwargs=connect_kwargs(settings, API_APPLICATION_NAME),
     )
 
 
@@ -157,7 +188,7 @@ def jokes_ddl(plain_insert: bool) -> str:
 
 
 async def migrate(settings: Settings, app: App) -> list[str]:
-    """Apply Procrastinate's schema (if missing), the jokes and recoveries tables.
+    """Apply Procrastinate's schema (if missing), the jokes, recoveries and job effects tables.
 
     Safe to run again and concurrently (an advisory lock serialises runs); Procrastinate's
     own ``apply_schema`` is not idempotent, so it runs only when its tables are absent.
@@ -189,9 +220,10 @@ async def migrate(settings: Settings, app: App) -> list[str]:
                 done.append("applied Procrastinate's schema")
             else:
                 done.append("Procrastinate's schema already present")
-            await conn.execute(jokes_ddl("plain-insert" in settings.defects))
+            await conn.execute(jokes_ddl(Defect.PLAIN_INSERT in settings.defects))
             await conn.execute(_RECOVERIES_DDL)
-            done.append(f"tables {JOKES_TABLE} and {RECOVERIES_TABLE} ready")
+            await conn.execute(_JOB_EFFECTS_DDL)
+            done.append(f"tables {JOKES_TABLE}, {RECOVERIES_TABLE} and {JOB_EFFECTS_TABLE} ready")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
     return done
@@ -222,15 +254,35 @@ VALUES (%(joke_id)s, %(value)s, %(categories)s, %(url)s, %(icon_url)s,
 """
 
 
+_JOB_EFFECT = f"""
+INSERT INTO {JOB_EFFECTS_TABLE} (job_id, joke_id) VALUES (%(job_id)s, %(joke_id)s)
+ON CONFLICT (job_id) DO UPDATE SET joke_id = EXCLUDED.joke_id, stored_at = EXCLUDED.stored_at
+"""
+
+
 async def store_joke(
     pool: psycopg_pool.AsyncConnectionPool,
     row: Mapping[str, Any],
     *,
     plain_insert: bool = False,
 ) -> None:
-    """Upsert one joke (``INSERT ... ON CONFLICT DO UPDATE``), or plain INSERT (defect)."""
-    async with pool.connection() as conn:
+    """Upsert one joke (``INSERT ... ON CONFLICT DO UPDATE``), or plain INSERT (defect).
+
+    ``row["job_id"]`` is recorded in the job effects table in the same transaction: a job
+    has its effect row exactly when its joke was written.
+    """
+    async with pool.connection() as conn, conn.transaction():
         await conn.execute(_PLAIN_INSERT if plain_insert else _UPSERT, dict(row))
+        await conn.execute(_JOB_EFFECT, {"job_id": row["job_id"], "joke_id": row["joke_id"]})
+
+
+_WAKE_SQL = """
+SELECT pg_notify(channel, json_build_object('type', 'job_inserted', 'job_id', id)::text)
+  FROM procrastinate_jobs,
+       unnest(ARRAY['procrastinate_queue_v1#' || queue_name, 'procrastinate_any_queue_v1'])
+           AS channel
+ WHERE id = %(job_id)s AND status = 'todo'
+"""
 
 
 async def recover_stalled_job(
@@ -296,7 +348,18 @@ async def recover_stalled_job(
             f"INSERT INTO {RECOVERIES_TABLE} (job_id, worker_id, attempts) VALUES (%s, %s, %s)",
             (job_id, worker_id, attempts),
         )
+        # A retry is an UPDATE, which notifies nobody: wake the workers as Procrastinate's
+        # insert trigger would (delivered at commit), not at their next poll.
+        await conn.execute(_WAKE_SQL, {"job_id": job_id})
         return True
+
+
+async def reserve_job_id(conn: psycopg.AsyncConnection[Any]) -> int:
+    """A fresh id from the jobs' sequence (the ``ack-without-queue`` defect's fake job id)."""
+    cur = await conn.execute("SELECT nextval(pg_get_serial_sequence('procrastinate_jobs', 'id'))")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def job_detail(conn: psycopg.AsyncConnection[Any], job_id: int) -> dict[str, Any] | None:

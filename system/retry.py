@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
 
+from system.defects import Defect
+
 # 2.0 ** 1024 overflows a float; past this exponent every delay is the cap anyway.
 _MAX_EXPONENT = 1000
 
@@ -24,6 +26,9 @@ class ExponentialBackoffStrategy(BaseRetryStrategy):
     ``WORKER_TIMEOUT``): the job did not fail, so it is re-queued at once, whatever the
     attempt count, unless ``requeue_cancelled`` is False. Procrastinate still adds 1 to
     ``attempts`` for such a run.
+
+    ``defects`` (deliberate, for the chaos harness only) bend the schedule the way real bugs
+    do: ``constant-backoff``, ``linear-backoff``, ``uncapped-backoff``, ``extra-run``.
     """
 
     def __init__(
@@ -34,6 +39,7 @@ class ExponentialBackoffStrategy(BaseRetryStrategy):
         retry_exceptions: Iterable[type[BaseException]] | None = None,
         *,
         requeue_cancelled: bool = True,
+        defects: frozenset[Defect] = frozenset(),
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1 (it counts total runs)")
@@ -44,15 +50,28 @@ class ExponentialBackoffStrategy(BaseRetryStrategy):
         self.max_delay = max_delay
         self.retry_exceptions = tuple(retry_exceptions) if retry_exceptions is not None else None
         self.requeue_cancelled = requeue_cancelled
+        self.defects = defects & _SCHEDULE_DEFECTS
+
+    @property
+    def runs(self) -> int:
+        """Total runs of a job that keeps failing (``max_attempts``; one more if defective)."""
+        return self.max_attempts + (1 if Defect.EXTRA_RUN in self.defects else 0)
 
     def delay_after_run(self, run: int) -> float:
         """Seconds to wait after run ``run`` (1-based) before the next one."""
-        exponent = min(run - 1, _MAX_EXPONENT)
-        return min(self.base_delay * 2.0**exponent, self.max_delay)
+        if Defect.CONSTANT_BACKOFF in self.defects:
+            delay = self.base_delay
+        elif Defect.LINEAR_BACKOFF in self.defects:
+            delay = self.base_delay * run
+        else:
+            delay = self.base_delay * 2.0 ** min(run - 1, _MAX_EXPONENT)
+        if Defect.UNCAPPED_BACKOFF in self.defects:
+            return delay
+        return min(delay, self.max_delay)
 
     def schedule(self) -> list[float]:
-        """Every delay between runs, in order (``max_attempts - 1`` values)."""
-        return [self.delay_after_run(k) for k in range(1, self.max_attempts)]
+        """Every delay between runs, in order (``runs - 1`` values)."""
+        return [self.delay_after_run(k) for k in range(1, self.runs)]
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         if isinstance(exception, asyncio.CancelledError):
@@ -60,9 +79,14 @@ class ExponentialBackoffStrategy(BaseRetryStrategy):
         if self.retry_exceptions is not None and not isinstance(exception, self.retry_exceptions):
             return None
         run = job.attempts + 1
-        if run >= self.max_attempts:
+        if run >= self.runs:
             return None
         return RetryDecision(retry_at=_in(self.delay_after_run(run)))
+
+
+_SCHEDULE_DEFECTS = frozenset(
+    {Defect.CONSTANT_BACKOFF, Defect.LINEAR_BACKOFF, Defect.UNCAPPED_BACKOFF, Defect.EXTRA_RUN}
+)
 
 
 def _in(seconds: float) -> datetime.datetime:

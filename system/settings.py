@@ -14,10 +14,11 @@ from typing import Any
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from system.defects import Defect, parse_defects
 from system.durations import format_duration, parse_duration
 
-#: Deliberate defects (docs/DESIGN.md) that exist only to show the checker catching them.
-KNOWN_DEFECTS = frozenset({"plain-insert", "no-stall-recovery", "no-db-supervision", "no-timeout"})
+#: Deliberate defects (system/defects.py) that exist only to show the checker catching them.
+KNOWN_DEFECTS = frozenset(d.value for d in Defect)
 
 _POSITIVE_DURATIONS = (
     "retry_base_delay",
@@ -112,12 +113,7 @@ class Settings(BaseSettings):
     @field_validator("bulletproof_defects")
     @classmethod
     def _defects(cls, value: str) -> str:
-        unknown = {d.strip() for d in value.split(",") if d.strip()} - KNOWN_DEFECTS
-        if unknown:
-            raise ValueError(
-                f"unknown defect {', '.join(sorted(unknown))}; "
-                f"choose from {', '.join(sorted(KNOWN_DEFECTS))}"
-            )
+        parse_defects(value)  # raises ValueError naming the unknown ones and the known ones
         return value
 
     @model_validator(mode="after")
@@ -138,9 +134,9 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def defects(self) -> frozenset[str]:
+    def defects(self) -> frozenset[Defect]:
         """The deliberate defects switched on (normally none)."""
-        return frozenset(d.strip() for d in self.bulletproof_defects.split(",") if d.strip())
+        return parse_defects(self.bulletproof_defects)
 
     @property
     def connect_timeout_arg(self) -> int:

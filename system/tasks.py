@@ -24,9 +24,11 @@ from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate.connector import BaseConnector
 
 from system import db
+from system.defects import Defect
 from system.jokes import PermanentJokeError, TransientJokeError, fetch_joke
 from system.retry import ExponentialBackoffStrategy
 from system.settings import Settings
+from system.waker import RetryAwareJobManager
 
 logger = logging.getLogger("system.tasks")
 
@@ -46,6 +48,15 @@ FETCH_RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (
     *db.DB_ERRORS,
 )
 
+#: The retry list of the ``timeout-not-retried`` defect: network errors but no timeouts
+#: (``httpx.TimeoutException`` is a ``TransportError``, so the real list retries it).
+_DEFECTIVE_RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    TransientJokeError,
+    httpx.NetworkError,
+    httpx.ProtocolError,
+    *db.DB_ERRORS,
+)
+
 
 def build_app(settings: Settings, connector: BaseConnector | None = None) -> App:
     """A Procrastinate app with the four tasks registered.
@@ -54,6 +65,8 @@ def build_app(settings: Settings, connector: BaseConnector | None = None) -> App
     the worker passes a fresh one per session (see ``system.worker``).
     """
     app = App(connector=connector or PsycopgConnector(conninfo=settings.procrastinate_database_url))
+    # before the tasks are registered: they keep a reference to the app's job manager
+    app.job_manager = RetryAwareJobManager(app.connector)
     register_tasks(app, settings)
     return app
 
@@ -61,11 +74,16 @@ def build_app(settings: Settings, connector: BaseConnector | None = None) -> App
 def register_tasks(app: App, settings: Settings) -> None:
     """Register the four tasks on ``app`` with retry strategies built from ``settings``."""
     defects = settings.defects
+    timeouts_retried = Defect.TIMEOUT_NOT_RETRIED not in defects
     fetch_strategy = ExponentialBackoffStrategy(
         max_attempts=settings.max_retries,
         base_delay=settings.retry_base_delay,
         max_delay=settings.retry_max_delay,
-        retry_exceptions=FETCH_RETRY_EXCEPTIONS,
+        retry_exceptions=FETCH_RETRY_EXCEPTIONS
+        if timeouts_retried
+        else _DEFECTIVE_RETRY_EXCEPTIONS,
+        requeue_cancelled=Defect.CANCELLED_NOT_REQUEUED not in defects,
+        defects=defects,
     )
 
     @app.task(name=FETCH_TASK, queue="api_calls", retry=fetch_strategy, pass_context=True)
@@ -75,16 +93,19 @@ def register_tasks(app: App, settings: Settings) -> None:
         logger.info("Job %s: Fetching joke (attempt %d/%d)", job.id, run, settings.max_retries)
         timeout = (
             contextlib.nullcontext()
-            if "no-timeout" in defects
+            if Defect.NO_TIMEOUT in defects
             else asyncio.timeout(settings.job_timeout)
         )
-        last = run >= settings.max_retries
+        last = run >= fetch_strategy.runs
         try:
             async with timeout:
                 return await _fetch_and_store(context, settings, category)
         except (TimeoutError, httpx.TimeoutException):
             logger.warning(
-                "Job %s: API timeout on attempt %d%s", job.id, run, _then(last, retry=True)
+                "Job %s: API timeout on attempt %d%s",
+                job.id,
+                run,
+                _then(last, retry=timeouts_retried),
             )
             raise
         except FETCH_RETRY_EXCEPTIONS as exc:
@@ -154,10 +175,32 @@ async def _fetch_and_store(context: JobContext, settings: Settings, category: st
     async with httpx.AsyncClient() as client:
         row = await fetch_joke(client, settings.api_base_url, category)
     row["job_id"] = context.job.id
-    await db.store_joke(
-        db.pool_of(context.app), row, plain_insert="plain-insert" in settings.defects
-    )
+    plain_insert = Defect.PLAIN_INSERT in settings.defects
+    if Defect.SUCCEED_WITHOUT_STORE in settings.defects:
+        return await _store_swallowing_errors(context, row, plain_insert=plain_insert)
+    await db.store_joke(db.pool_of(context.app), row, plain_insert=plain_insert)
     logger.info("Job %s: Successfully cached joke %s", context.job.id, row["joke_id"])
+    return str(row["joke_id"])
+
+
+async def _store_swallowing_errors(
+    context: JobContext, row: dict[str, Any], *, plain_insert: bool
+) -> str:
+    """The ``succeed-without-store`` defect: a failed write is logged and the job succeeds.
+
+    Jobs with an even id skip the write (as if it had failed), so the defect shows without
+    a database fault.
+    """
+    job_id = context.job.id
+    assert job_id is not None
+    try:
+        if job_id % 2 == 0:
+            raise psycopg.OperationalError("DEFECT succeed-without-store: write skipped")
+        await db.store_joke(db.pool_of(context.app), row, plain_insert=plain_insert)
+    except db.DB_ERRORS as exc:
+        logger.warning("Job %s: could not store joke %s (%s): ignored", job_id, row["joke_id"], exc)
+    else:
+        logger.info("Job %s: Successfully cached joke %s", job_id, row["joke_id"])
     return str(row["joke_id"])
 
 
@@ -171,6 +214,10 @@ async def recover_stalled_jobs(
     failing job does not stop the others. Returns the counts it logs.
     """
     threshold = settings.stalled_job_threshold
+    if Defect.STALL_THRESHOLD_IGNORED in settings.defects:
+        threshold = 0.0  # every `doing` job looks stalled, live or not
+    elif Defect.SLOW_STALL_RECOVERY in settings.defects:
+        threshold *= 2
     stalled = [
         job
         for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=threshold)
@@ -181,7 +228,7 @@ async def recover_stalled_jobs(
         logger.debug("No stalled jobs")
         return counts
     logger.warning("Found %d stalled jobs, retrying...", len(stalled))
-    if "no-stall-recovery" in settings.defects:
+    if Defect.NO_STALL_RECOVERY in settings.defects:
         logger.warning("DEFECT no-stall-recovery: leaving %d stalled jobs alone", len(stalled))
         counts["skipped"] = len(stalled)
         return counts

@@ -36,9 +36,11 @@ from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from procrastinate.worker import Worker
 
 from system import db
+from system.defects import Defect
 from system.durations import format_duration
 from system.settings import Settings
 from system.tasks import HEALTH_TASK, QUEUES, SCHEDULED_FETCH_TASK, STALLED_TASK, build_app
+from system.waker import RetryAwareJobManager, RetryWaker
 
 logger = logging.getLogger("system.worker")
 
@@ -129,14 +131,15 @@ class Supervisor:
                 "(BULLETPROOF_DEFECTS); never run it for real. !!!",
                 ", ".join(sorted(settings.defects)),
             )
-        supervised = "no-db-supervision" not in settings.defects
+        supervised = Defect.NO_DB_SUPERVISION not in settings.defects
+        watched = supervised and Defect.NO_WATCHDOG not in settings.defects
         delay = _FIRST_RECONNECT_DELAY
         while not self._stop.is_set():
             sessions_before = self.sessions
             try:
                 async with asyncio.timeout(settings.connect_timeout_arg + 1.0):
-                    await db.probe(settings)
-                reason = await self._session(supervised)
+                    await db.probe(settings, self.application_name)
+                reason = await self._session(watched)
             except SESSION_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {_first_line(exc)}"
             if reason is None or self._stop.is_set():
@@ -146,6 +149,10 @@ class Supervisor:
                 return 1
             if self.sessions > sessions_before:
                 delay = _FIRST_RECONNECT_DELAY  # a session ran: start the backoff afresh
+            elif self.sessions > 0 and Defect.SUPERVISOR_GIVES_UP in settings.defects:
+                # the attempt after a lost session failed
+                logger.error("reconnect failed (%s); DEFECT supervisor-gives-up: exiting", reason)
+                return 1
             logger.warning(
                 "database unavailable (%s): retrying in %s", reason, format_duration(delay)
             )
@@ -156,10 +163,15 @@ class Supervisor:
         logger.info("worker %s stopped", self.name)
         return 0
 
-    async def _session(self, supervised: bool) -> str | None:
+    @property
+    def application_name(self) -> str:
+        """PostgreSQL ``application_name`` of every connection this worker opens."""
+        return db.worker_application_name(self.name)
+
+    async def _session(self, watched: bool) -> str | None:
         """One pool + app + Procrastinate worker. Returns why it ended (None: stop request)."""
         settings = self.settings
-        pool = await db.open_worker_pool(settings, self.name)
+        pool = await db.open_worker_pool(settings, self.name, self.application_name)
         side_tasks: list[asyncio.Task[Any]] = []
         run_task: asyncio.Task[None] | None = None
         try:
@@ -175,7 +187,10 @@ class Supervisor:
                 wait=True,
                 fetch_job_polling_interval=settings.worker_poll_interval,
                 abort_job_polling_interval=max(settings.worker_poll_interval, 1.0),
-                shutdown_graceful_timeout=settings.worker_timeout,
+                # None (Procrastinate's default) waits for running jobs forever
+                shutdown_graceful_timeout=None
+                if Defect.NO_SHUTDOWN_ABORT in settings.defects
+                else settings.worker_timeout,
                 listen_notify=True,
                 delete_jobs="never",
                 install_signal_handlers=False,
@@ -194,7 +209,7 @@ class Supervisor:
             self._announce()
             waited: set[asyncio.Task[Any]] = {run_task}
             watchdog: asyncio.Task[str] | None = None
-            if supervised:
+            if watched:
                 watchdog = asyncio.create_task(
                     self._watchdog(app, worker, run_task), name="bulletproof watchdog"
                 )
@@ -202,10 +217,14 @@ class Supervisor:
                 waited.add(watchdog)
             if self.schedules:
                 side_tasks.extend(self._start_schedules(app))
+            waker = self._waker_for(app, pool)
+            side_tasks.append(asyncio.create_task(waker.run(), name="bulletproof retry waker"))
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             if run_task.done():
                 exc = run_task.exception()
                 if self.stopping:
+                    # jobs aborted by the shutdown were just re-queued: wake the other workers
+                    await waker.flush()
                     if exc is not None:
                         logger.error("graceful stop ended with an error: %s", _first_line(exc))
                     return None
@@ -289,6 +308,20 @@ class Supervisor:
                 return f"heartbeat write failed: {failure}"
             if not self.stopping and not _listener_alive():
                 return "LISTEN connection lost"
+
+    def _waker_for(self, app: App, pool: psycopg_pool.AsyncConnectionPool) -> RetryWaker:
+        """The retry waker (system/waker.py), fed with this app's stored retries."""
+        settings = self.settings
+        waker = RetryWaker(
+            pool,
+            QUEUES,
+            # jobs scheduled by other processes are found by this scan; polling covers the rest
+            scan_interval=max(settings.worker_poll_interval, 1.0),
+            timeout=settings.db_pool_timeout + 1.0,
+        )
+        if isinstance(app.job_manager, RetryAwareJobManager):
+            app.job_manager.retry_listeners.append(waker.note)
+        return waker
 
     def _start_schedules(self, app: App) -> list[asyncio.Task[None]]:
         settings = self.settings

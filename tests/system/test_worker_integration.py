@@ -17,6 +17,7 @@ import pytest
 from harness.fakeapi.client import FakeApiClient
 from harness.postgres import LocalPostgres
 from harness.wait import wait_for
+from system.db import JOB_EFFECTS_TABLE
 
 if TYPE_CHECKING:
     from conftest import Sut  # the fixture's class (tests/system/conftest.py)
@@ -36,9 +37,21 @@ def test_migrate_is_idempotent(sut: Sut) -> None:
     sut.migrate()
     rows = sut.query(
         "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS jobs, "
-        "to_regclass('chuck_norris_jokes') IS NOT NULL AS jokes"
+        "to_regclass('chuck_norris_jokes') IS NOT NULL AS jokes, "
+        "to_regclass(%s) IS NOT NULL AS effects",
+        (JOB_EFFECTS_TABLE,),
     )
-    assert rows == [{"jobs": True, "jokes": True}]
+    assert rows == [{"jobs": True, "jokes": True, "effects": True}]
+
+
+def test_concurrent_migrations_all_succeed(sut: Sut) -> None:
+    procs = [sut.process(f"migrate{i}", ["migrate"], None) for i in range(3)]
+    for proc in procs:
+        proc.start(timeout=30)
+    codes = [proc.wait_exit(timeout=60) for proc in procs]
+    assert codes == [0, 0, 0], [proc.tail(5) for proc in procs]
+    [row] = sut.query("SELECT to_regclass(%s) IS NOT NULL AS effects", (JOB_EFFECTS_TABLE,))
+    assert row["effects"]
 
 
 def test_failing_upstream_runs_max_attempts_at_backoff_spacing_then_fails(
@@ -124,11 +137,29 @@ def test_concurrent_upserts_of_one_joke_leave_one_row(
     stored = sut.query("SELECT joke_id, count(*) AS n FROM chuck_norris_jokes GROUP BY joke_id")
     assert len(stored) == 1
     assert stored[0]["n"] == rows
+    # every job records its effect, in the upsert's transaction, with or without the defect
+    effects = sut.query(f"SELECT job_id, joke_id FROM {JOB_EFFECTS_TABLE}")
+    assert sorted(e["job_id"] for e in effects) == sorted(job_ids)
+    assert {e["joke_id"] for e in effects} == {stored[0]["joke_id"]}
     if not defects:
         [row] = sut.query("SELECT fetch_count FROM chuck_norris_jokes")
         assert row["fetch_count"] == 20
     else:
         assert "DELIBERATE DEFECTS ENABLED: plain-insert" in worker.output()
+
+
+def test_succeed_without_store_defect_leaves_succeeded_jobs_without_their_row(
+    sut: Sut, jokeapi: FakeApiClient
+) -> None:
+    sut.overrides["BULLETPROOF_DEFECTS"] = "succeed-without-store"
+    sut.migrate()
+    sut.worker("w1")
+    job_ids = sut.defer(4)
+    sut.wait_status(job_ids, {"succeeded"}, timeout=30)
+    effects = {e["job_id"] for e in sut.query(f"SELECT job_id FROM {JOB_EFFECTS_TABLE}")}
+    assert effects == {j for j in job_ids if j % 2}  # even ids skipped the write
+    [row] = sut.query("SELECT count(*) AS n FROM chuck_norris_jokes")
+    assert row["n"] == len(effects)
 
 
 def test_sigkilled_workers_job_is_recovered_by_retry_stalled_jobs(
