@@ -59,9 +59,7 @@ def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> 
         for r in mine:
             if r.get("error"):
                 continue
-            mutation = r.get("expected_verdict") == "fail" or results.DEFECT_MARK in str(
-                r.get("scenario")
-            )
+            mutation = r.get("expected_verdict") == "fail" or bool(r.get("defect"))
             if mutation and r.get("verdict") == "fail":
                 r["error"] = f"the mutation's test failed: {error}"
             elif not mutation and r.get("verdict") == "pass":
@@ -85,7 +83,7 @@ def assemble(
     if "git_commit" not in base:
         base["git_commit"] = runinfo.git_commit()
     merged = runinfo.merge_run(base, recorded_runs)
-    doc = results.aggregate(merged, raw)
+    doc = results.result_document(merged, raw)
     histories: dict[str, History | None] = {}
     for s in doc["scenarios"]:
         path = reports_dir / s["history"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.report.results import merge_verdicts
+from harness.report.results import verdict_of
 
 Json = dict[str, Any]
 Figure = Callable[[Mapping[str, Any], Mapping[str, Any] | None], "str | None"]
@@ -379,7 +379,7 @@ def _entry(
     tested_by: Sequence[str],
 ) -> Json:
     evidence = list(evidence)
-    status = merge_verdicts(e["verdict"] for e in evidence) if evidence else "untested"
+    status = verdict_of(e["verdict"] for e in evidence) if evidence else "untested"
     return {
         "key": key,
         "text": text,

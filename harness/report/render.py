@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.report import charts
 from harness.report.history import History
-from harness.report.results import ACCOUNTING_COUNTS, INVARIANTS
+from harness.report.results import ACCOUNTING_COUNTS
 
 Json = dict[str, Any]
 MAX_EVIDENCE = 40
@@ -202,8 +202,8 @@ def _header(doc: Mapping[str, Any], real: Sequence[Json], mutations: Sequence[Js
 
 
 def _invariant_columns(scenarios: Iterable[Mapping[str, Any]]) -> list[str]:
-    names = {v["name"] for s in scenarios for v in s.get("invariants") or []}
-    return [n for n in INVARIANTS if n in names] + sorted(names - set(INVARIANTS))
+    # In the order the scenarios list them: the checker owns the names, the report no list.
+    return list(dict.fromkeys(v["name"] for s in scenarios for v in s.get("invariants") or []))
 
 
 def _verdict_table(real: Sequence[Json]) -> str:

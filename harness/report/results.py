@@ -1,4 +1,9 @@
-"""Per-scenario results in, one normalised ``results.json`` out (schema: ``schema.md``).
+"""The one builder of the result document (schema: ``schema.md``) and its normalisation.
+
+Scenarios call :func:`scenario_entry`, :func:`run_block` and :func:`result_document` to write
+``results/<scenario>.json``; ``python -m harness.report`` reads those files back through
+:func:`normalise_scenario` (the same code path) and :func:`result_document`. Verdicts merge with
+:func:`harness.checker.merge`: there is no second merge rule here.
 
 Loading never raises on bad input: a results file that cannot be read becomes a scenario entry
 with verdict ``unknown`` and an ``error`` naming the file, so the report still renders.
@@ -7,23 +12,19 @@ with verdict ``unknown`` and an ``error`` naming the file, so the report still r
 from __future__ import annotations
 
 import json
+import platform
 import shlex
-from collections.abc import Iterable, Mapping
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from harness.checker import UNKNOWN, Verdict, merge
+from harness.report import runinfo
+
+SCHEMA_VERSION = 2
 VERDICTS = ("pass", "fail", "unknown")
-INVARIANTS = (
-    "queue_accounting",
-    "no_duplicate_effects",
-    "retry_schedule",
-    "attempt_count",
-    "job_timeout",
-    "recovery_latency",
-    "health_transitions",
-    "graceful_shutdown",
-)
 ACCOUNTING_COUNTS = (
     "acknowledged",
     "succeeded",
@@ -36,19 +37,30 @@ ACCOUNTING_COUNTS = (
     "duplicate_effects",
 )
 ACCOUNTING_IDS = ("lost_ids", "duplicated_ids", "unexpected_ids")
+PHASES = ("stack_start", "calibration", "faults", "settle", "collect", "check")
+#: The naming convention of mutation runs, ``<scenario>__defect_<defect>`` (set by the
+#: scenarios from their declared defect; used here only to find a run's scenario module).
 DEFECT_MARK = "__defect_"
 
 Json = dict[str, Any]
 
 
-def merge_verdicts(verdicts: Iterable[str]) -> str:
-    """Any ``fail`` -> fail; else any ``unknown`` (or nothing at all) -> unknown; else pass."""
-    seen = list(verdicts)
-    if "fail" in seen:
-        return "fail"
-    if not seen or any(v != "pass" for v in seen):
-        return "unknown"
-    return "pass"
+def _as_list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def verdict_of(statuses: Iterable[str]) -> str:
+    """The checker's merge of ``statuses``; nothing checked is ``unknown``, never a pass
+    (as ``harness.checker.merge([])`` answers once C6 lands; said here so an empty entry is
+    never shown passing meanwhile)."""
+    seen = [s if s in VERDICTS else UNKNOWN for s in statuses]
+    return str(merge(seen)) if seen else UNKNOWN  # type: ignore[arg-type]
 
 
 def outcome_of(
@@ -59,15 +71,29 @@ def outcome_of(
 ) -> str:
     """What a verdict means: ``pass|fail|unknown`` or, for a mutation, ``caught|missed|unknown``.
 
-    A mutation is caught when its verdict is fail and, if ``expected_failing`` names
-    invariants, at least one of them is among the ``failed`` ones.
+    A mutation is caught only when at least one of its ``expected_failing`` invariants is among
+    the ``failed`` ones: a failure elsewhere, or a mutation naming no invariant, is a miss.
     """
     if expected != "fail":
         return verdict
-    if verdict == "fail":
-        wanted = set(expected_failing)
-        return "caught" if not wanted or wanted & set(failed) else "missed"
-    return "missed" if verdict == "pass" else "unknown"
+    if set(expected_failing) & set(failed):
+        return "caught"
+    return "unknown" if verdict == "unknown" and not failed else "missed"
+
+
+def miss_reason(entry: Mapping[str, Any]) -> str | None:
+    """Why a mutation entry was not caught, in one line (``None`` when it was)."""
+    if entry.get("outcome") == "caught" or entry.get("expected_verdict") != "fail":
+        return None
+    wanted = list(entry.get("expected_failing") or [])
+    failed = [v["name"] for v in entry.get("invariants") or [] if v.get("status") == "fail"]
+    if entry.get("error") and not failed:
+        return f"no verdict: {str(entry['error']).splitlines()[0][:160]}"
+    if not wanted:
+        return "the entry names no invariant that must fail (expected_failing is empty)"
+    if not failed:
+        return f"every invariant passed; expected {', '.join(wanted)} to fail"
+    return f"failed only on {', '.join(failed)}; expected {', '.join(wanted)} to fail"
 
 
 def outcome_counts_as(outcome: str) -> str:
@@ -82,10 +108,10 @@ def scenario_module(name: str) -> str:
 
 def replay_command(name: str, seed: object, backend: str, profile: str) -> str:
     """The exact command that replays one scenario with the same seed, backend and profile."""
-    target = scenario_module(name)
+    parts = ["pytest", scenario_module(name)]
     if DEFECT_MARK in name:
-        target = f"{target} -k {name}"
-    parts = ["pytest", *shlex.split(target), "--seed", str(seed)]
+        parts += ["-k", name]
+    parts += ["--seed", str(seed)]
     if backend != "local":
         parts += ["--backend", backend]
     if profile != "fast":
@@ -93,14 +119,92 @@ def replay_command(name: str, seed: object, backend: str, profile: str) -> str:
     return shlex.join(parts)
 
 
-def _as_list(value: object) -> list[Any]:
-    return list(value) if isinstance(value, list) else []
+def run_block(
+    *,
+    seed: object,
+    backend: str,
+    profile: str,
+    started_at: float,
+    finished_at: float | None = None,
+    postgresql: str | None = None,
+    toxiproxy: str | None = None,
+    command: str | None = None,
+) -> Json:
+    """The ``run`` object: what ran, where, from which commit (``+dirty`` when modified)."""
+    return {
+        "seed": seed,
+        "backend": backend,
+        "profile": profile,
+        "started_at": started_at,
+        "finished_at": time.time() if finished_at is None else finished_at,
+        "git_commit": runinfo.git_commit(),
+        "versions": {
+            "python": platform.python_version(),
+            "procrastinate": runinfo.package_version("procrastinate"),
+            "postgresql": postgresql,
+            "toxiproxy": toxiproxy,
+        },
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
 
 
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def _verdict_dict(v: Verdict | Mapping[str, Any]) -> Json:
+    return v.to_dict() if isinstance(v, Verdict) else dict(v)
+
+
+def scenario_entry(
+    *,
+    name: str,
+    title: str,
+    seed: object,
+    verdicts: Sequence[Verdict | Mapping[str, Any]],
+    expected_verdict: str | None = None,
+    defect: str | None = None,
+    expected_failing: Sequence[str] = (),
+    error: str | None = None,
+    duration: float | None = None,
+    backend: str = "local",
+    profile: str = "fast",
+    claims: Sequence[str] = (),
+    phases: Mapping[str, float | None] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    logs: Mapping[str, str] | None = None,
+) -> Json:
+    """One scenario's entry, every documented key present (``schema.md``).
+
+    ``verdicts`` are the checker's; accounting, retry delays and recoveries are read from the
+    figures of ``queue_accounting``, ``retry_schedule`` and ``recovery_latency``. An entry with
+    an ``error`` or no verdict is ``unknown``. ``expected_verdict`` defaults to ``fail`` when a
+    ``defect`` is given. ``logs`` maps a process name to its log, relative to the reports dir.
+    """
+    if expected_verdict not in (None, "pass", "fail"):
+        raise ValueError(f"expected_verdict must be 'pass' or 'fail', not {expected_verdict!r}")
+    invariants = [_verdict_dict(v) for v in verdicts]
+    by_name = {str(v.get("name")): v for v in invariants}
+
+    def figures(invariant: str) -> Mapping[str, Any]:
+        found = by_name.get(invariant, {}).get("figures")
+        return found if isinstance(found, Mapping) else {}
+
+    raw: Json = {
+        "scenario": name,
+        "title": title,
+        "seed": seed,
+        "expected_verdict": expected_verdict or ("fail" if defect else "pass"),
+        "defect": defect,
+        "expected_failing": list(expected_failing),
+        "error": error,
+        "duration": duration,
+        "invariants": invariants,
+        "accounting": dict(figures("queue_accounting")),
+        "retry_delays": _as_list(figures("retry_schedule").get("retry_delays")),
+        "recoveries": _as_list(figures("recovery_latency").get("recoveries")),
+        "claims": list(claims),
+        "phases": dict(phases or {}),
+        "calibration": dict(calibration) if calibration is not None else None,
+        "logs": dict(logs or {}),
+    }
+    return normalise_scenario(raw, {"seed": seed, "backend": backend, "profile": profile})
 
 
 def normalise_invariant(raw: object) -> Json:
@@ -126,28 +230,38 @@ def normalise_accounting(raw: object) -> Json:
     return out
 
 
+def _phases(raw: object) -> Json:
+    data = raw if isinstance(raw, Mapping) else {}
+    out: Json = {key: _num(data.get(key)) for key in PHASES}
+    out.update({str(k): _num(v) for k, v in data.items() if k not in out})
+    return out
+
+
 def normalise_scenario(raw: Mapping[str, Any], run: Mapping[str, Any]) -> Json:
     """Fill defaults so every documented key is present; derive verdict and outcome."""
     name = str(raw.get("scenario") or "unnamed")
     invariants = [normalise_invariant(v) for v in _as_list(raw.get("invariants"))]
-    verdict = raw.get("verdict")
-    if verdict not in VERDICTS:
-        verdict = merge_verdicts(v["status"] for v in invariants)
     error = raw.get("error")
+    verdict = verdict_of(v["status"] for v in invariants)
+    if not invariants and raw.get("verdict") == "fail":
+        verdict = "fail"  # an entry that recorded a failure but no invariant: never a pass
     if error and verdict == "pass":
         verdict = "unknown"
+    defect = raw.get("defect")
     expected = raw.get("expected_verdict")
-    if expected not in VERDICTS:
-        expected = "fail" if DEFECT_MARK in name else "pass"
+    if expected not in ("pass", "fail"):
+        expected = "fail" if defect else "pass"
     expected_failing = [str(x) for x in _as_list(raw.get("expected_failing"))]
     failed = [v["name"] for v in invariants if v["status"] == "fail"]
-    outcome = outcome_of(str(verdict), str(expected), failed, expected_failing)
+    outcome = outcome_of(verdict, str(expected), failed, expected_failing)
     if error and outcome == "caught":  # the test itself says something went wrong
         outcome = "unknown"
     seed = raw.get("seed", run.get("seed"))
     backend = str(run.get("backend") or "local")
     profile = str(run.get("profile") or "fast")
-    return {
+    logs = raw.get("logs") if isinstance(raw.get("logs"), Mapping) else {}
+    calibration = raw.get("calibration")
+    entry: Json = {
         "scenario": name,
         "title": str(raw.get("title") or name.replace("_", " ")),
         "seed": seed,
@@ -155,7 +269,8 @@ def normalise_scenario(raw: Mapping[str, Any], run: Mapping[str, Any]) -> Json:
         "expected_verdict": expected,
         "outcome": outcome,
         "expected_failing": expected_failing,
-        "defect": name.split(DEFECT_MARK, 1)[1] if DEFECT_MARK in name else raw.get("defect"),
+        "caught_by": [n for n in expected_failing if n in failed],
+        "defect": str(defect) if defect else None,
         "error": str(error) if error else None,
         "duration": _num(raw.get("duration")),
         "history": str(raw.get("history") or f"histories/{name}.jsonl"),
@@ -165,7 +280,12 @@ def normalise_scenario(raw: Mapping[str, Any], run: Mapping[str, Any]) -> Json:
         "retry_delays": [d for d in _as_list(raw.get("retry_delays")) if isinstance(d, Mapping)],
         "recoveries": [r for r in _as_list(raw.get("recoveries")) if isinstance(r, Mapping)],
         "claims": [str(c) for c in _as_list(raw.get("claims"))],
+        "phases": _phases(raw.get("phases")),
+        "calibration": dict(calibration) if isinstance(calibration, Mapping) else None,
+        "logs": {str(k): str(v) for k, v in (logs or {}).items()},
     }
+    entry["miss_reason"] = miss_reason(entry)
+    return entry
 
 
 def _error_entry(name: str, error: str) -> Json:
@@ -216,7 +336,7 @@ def load_results(results_dir: Path, since: float | None = None) -> tuple[list[Js
 
 def overall_verdict(scenarios: Iterable[Mapping[str, Any]]) -> str:
     """The run's verdict: caught defects count as passes, missed ones as failures."""
-    return merge_verdicts(outcome_counts_as(str(s["outcome"])) for s in scenarios)
+    return verdict_of(outcome_counts_as(str(s["outcome"])) for s in scenarios)
 
 
 def counts(scenarios: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -227,13 +347,60 @@ def counts(scenarios: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return out
 
 
-def aggregate(run: Mapping[str, Any], raw_scenarios: Iterable[Mapping[str, Any]]) -> Json:
-    """Build the ``results.json`` document (without claims; see :mod:`harness.report.claims`)."""
-    scenarios = [normalise_scenario(raw, run) for raw in raw_scenarios]
+def mutation_score(scenarios: Iterable[Mapping[str, Any]]) -> Json:
+    """``{caught, total, missed: [{scenario, defect, expected_failing, failed, reason}]}``
+    over the mutation entries (``expected_verdict`` fail)."""
+    mutations = [s for s in scenarios if s.get("expected_verdict") == "fail"]
+    missed = [
+        {
+            "scenario": s["scenario"],
+            "defect": s.get("defect"),
+            "expected_failing": list(s.get("expected_failing") or []),
+            "failed": [v["name"] for v in s.get("invariants") or [] if v["status"] == "fail"],
+            "reason": s.get("miss_reason") or miss_reason(s) or "",
+        }
+        for s in mutations
+        if s.get("outcome") != "caught"
+    ]
+    return {"caught": len(mutations) - len(missed), "total": len(mutations), "missed": missed}
+
+
+def run_totals(scenarios: Iterable[Mapping[str, Any]]) -> Json:
+    """Whole-run queue figures over the non-mutation scenarios: acknowledged, lost, duplicated
+    executions and duplicate effects (``None`` when no scenario measured them), with per-scenario
+    counts of lost jobs and duplicated executions."""
+    real = [s for s in scenarios if s.get("expected_verdict") != "fail"]
+    out: Json = {}
+    for key in ("acknowledged", "lost", "duplicated_executions", "duplicate_effects"):
+        values = [
+            int(v)
+            for s in real
+            if isinstance(v := (s.get("accounting") or {}).get(key), int)
+            and not isinstance(v, bool)
+        ]
+        out[key] = sum(values) if values else None
+    for key in ("lost", "duplicated_executions"):
+        out[f"{key}_by_scenario"] = {
+            s["scenario"]: (s.get("accounting") or {}).get(key)
+            for s in real
+            if (s.get("accounting") or {}).get(key)
+        }
+    return out
+
+
+def result_document(run: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> Json:
+    """The result document for ``entries`` (built by :func:`scenario_entry` or read from files):
+    schema version, run, overall verdict, outcome counts, whole-run totals, mutation score and
+    the normalised entries sorted by name. Claims are added by the report (``results.json``)."""
+    scenarios = sorted(
+        (normalise_scenario(raw, run) for raw in entries), key=lambda s: s["scenario"]
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
         "verdict": overall_verdict(scenarios),
         "counts": counts(scenarios),
+        "totals": run_totals(scenarios),
+        "mutations": mutation_score(scenarios),
         "scenarios": scenarios,
     }

@@ -13,6 +13,7 @@ from typing import Any
 from harness import checker
 from harness.history.builder import HistoryBuilder
 from harness.history.records import History, Submit
+from harness.report import results
 
 Json = dict[str, Any]
 HOSTILE_JOKE = "<script>alert(1)</script> Chuck Norris counts to infinity & beyond"
@@ -55,26 +56,17 @@ def _write(
     with (reports / "histories" / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
         for record in history:
             fh.write(json.dumps(record.to_dict(), default=str) + "\n")
-    by_name = {v.name: v for v in verdicts}
-    acc = by_name["queue_accounting"].figures if "queue_accounting" in by_name else {}
-    retry = by_name.get("retry_schedule")
-    recovery = by_name.get("recovery_latency")
-    scenario: Json = {
-        "scenario": name,
-        "title": title,
-        "seed": SEED,
-        "verdict": checker.merge(verdicts),
-        "duration": 9.5,
-        "history": f"histories/{name}.jsonl",
-        "replay": f"pytest {('scenarios/test_' + name.split('__')[0] + '.py')} --seed {SEED}",
-        "invariants": [v.to_dict() for v in verdicts],
-        "accounting": acc,
-        "retry_delays": retry.figures["retry_delays"] if retry else [],
-        "recoveries": recovery.figures.get("recoveries", []) if recovery else [],
-        "claims": claims,
-        **(extra or {}),
-    }
-    doc = {"schema_version": 1, "run": _run_block(T0, T0 + 10), "scenarios": [scenario]}
+    extra = dict(extra or {})
+    entry = results.scenario_entry(
+        name=name,
+        title=title,
+        seed=SEED,
+        verdicts=verdicts,
+        duration=9.5,
+        claims=claims,
+        **extra,
+    )
+    doc = results.result_document(_run_block(T0, T0 + 10), [entry])
     (reports / "results" / f"{name}.json").write_text(json.dumps(doc, indent=1), "utf-8")
 
 
@@ -223,7 +215,7 @@ def idempotency_defect(reports: Path, rng: random.Random) -> None:
         verdicts,
         title="Idempotency with a plain INSERT (deliberate defect)",
         claims=[],
-        extra={"expected_verdict": "fail", "defect": "plain-insert"},
+        extra={"defect": "plain-insert", "expected_failing": ["no_duplicate_effects"]},
     )
 
 

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from harness.report import claims, results
 from harness.report.build import apply_failures, assemble
 from harness.report.runinfo import merge_run
@@ -16,48 +18,132 @@ def _scenario(name: str, *statuses: str, **extra: object) -> dict:
     return {"scenario": name, "invariants": invs, **extra}
 
 
-def test_merge_any_fail_then_any_unknown_then_pass() -> None:
-    assert results.merge_verdicts(["pass", "unknown", "fail"]) == "fail"
-    assert results.merge_verdicts(["pass", "unknown"]) == "unknown"
-    assert results.merge_verdicts(["pass", "pass"]) == "pass"
-    assert results.merge_verdicts([]) == "unknown"  # nothing checked is not a pass
+def test_verdicts_merge_with_the_checker_and_nothing_checked_is_unknown() -> None:
+    assert results.verdict_of(["pass", "unknown", "fail"]) == "fail"
+    assert results.verdict_of(["pass", "unknown"]) == "unknown"
+    assert results.verdict_of(["pass", "pass"]) == "pass"
+    assert results.verdict_of([]) == "unknown"  # nothing checked is not a pass
+    # a recorded verdict never overrides the invariants it claims to merge
+    doc = results.result_document({}, [_scenario("x", "fail", verdict="pass")])
+    assert doc["scenarios"][0]["verdict"] == "fail" and doc["verdict"] == "fail"
+    assert results.result_document({}, [])["verdict"] == "unknown"
 
 
-def test_mutation_outcomes_and_overall_verdict() -> None:
-    doc = results.aggregate(
-        {"seed": 7},
-        [
-            _scenario("worker_crash", "pass"),
-            _scenario("worker_crash__defect_no-stall-recovery", "fail", "pass"),
-        ],
-    )
-    by = {s["scenario"]: s for s in doc["scenarios"]}
-    mutant = by["worker_crash__defect_no-stall-recovery"]
-    assert (mutant["expected_verdict"], mutant["outcome"], mutant["defect"]) == (
+def test_a_mutation_is_caught_only_on_one_of_its_expected_failing_invariants() -> None:
+    def outcome(*statuses: str, **extra: object) -> dict:
+        doc = results.result_document(
+            {}, [_scenario("m", *statuses, defect="some-defect", **extra)]
+        )
+        return doc["scenarios"][0]
+
+    caught = outcome("fail", "pass", expected_failing=["inv0"])
+    assert (caught["expected_verdict"], caught["outcome"], caught["caught_by"]) == (
         "fail",
         "caught",
-        "no-stall-recovery",
+        ["inv0"],
     )
-    assert doc["verdict"] == "pass"
-    missed = results.aggregate({}, [_scenario("job_timeout__defect_no-timeout", "pass")])
-    assert missed["scenarios"][0]["outcome"] == "missed" and missed["verdict"] == "fail"
-    # failing, but not on the invariant the defect should break: not a catch
-    elsewhere = results.aggregate(
-        {}, [_scenario("idempotency__defect_p", "pass", "fail", expected_failing=["inv0"])]
+    assert caught["miss_reason"] is None
+    elsewhere = outcome("pass", "fail", expected_failing=["inv0"])
+    assert elsewhere["outcome"] == "missed"
+    assert elsewhere["miss_reason"] == "failed only on inv1; expected inv0 to fail"
+    unnamed = outcome("fail")  # a failure with no expected_failing is not a catch
+    assert unnamed["outcome"] == "missed" and "names no invariant" in unnamed["miss_reason"]
+    passed = outcome("pass", expected_failing=["inv0"])
+    assert passed["miss_reason"] == "every invariant passed; expected inv0 to fail"
+    contradicted = outcome("fail", expected_failing=["inv0"], error="MISSED the defect")
+    assert contradicted["outcome"] == "unknown"
+
+
+def test_mutation_score_and_totals_in_the_document() -> None:
+    doc = results.result_document(
+        {"seed": 7},
+        [
+            _scenario("worker_crash", "pass", accounting={"acknowledged": 4, "lost": 0}),
+            _scenario(
+                "network_cut",
+                "fail",
+                accounting={"acknowledged": 6, "lost": 1, "duplicated_executions": 2},
+            ),
+            _scenario("a__defect_x", "fail", defect="x", expected_failing=["inv0"]),
+            _scenario("b__defect_y", "pass", defect="y", expected_failing=["inv0"]),
+        ],
     )
-    assert elsewhere["scenarios"][0]["outcome"] == "missed"
-    on_target = results.aggregate(
-        {}, [_scenario("idempotency__defect_p", "fail", "pass", expected_failing=["inv0"])]
+    assert doc["schema_version"] == 2
+    assert doc["mutations"]["caught"] == 1 and doc["mutations"]["total"] == 2
+    assert [m["scenario"] for m in doc["mutations"]["missed"]] == ["b__defect_y"]
+    assert doc["totals"]["acknowledged"] == 10 and doc["totals"]["lost"] == 1
+    assert doc["totals"]["lost_by_scenario"] == {"network_cut": 1}
+    assert doc["totals"]["duplicated_executions_by_scenario"] == {"network_cut": 2}
+    assert doc["verdict"] == "fail"
+
+
+def test_scenario_entry_builds_from_checker_verdicts() -> None:
+    from harness.checker import Verdict
+
+    acc = Verdict("queue_accounting", "pass", "ok", {"acknowledged": 3, "lost": 0})
+    retry = Verdict("retry_schedule", "fail", "late", {"retry_delays": [{"job_id": 1}]})
+    entry = results.scenario_entry(
+        name="network_cut__defect_constant-backoff",
+        title="Network cut",
+        seed=5,
+        verdicts=[acc, retry],
+        defect="constant-backoff",
+        expected_failing=["retry_schedule"],
+        duration=3.25,
+        backend="docker",
+        profile="production",
+        claims=["backoff_formula"],
+        phases={"stack_start": 1.5, "check": 0.01},
+        calibration={"samples": 5, "pickup_p50": 0.02},
+        logs={"w1": "logs/network_cut__defect_constant-backoff/w1.log"},
     )
-    assert on_target["scenarios"][0]["outcome"] == "caught"
-    contradicted = results.aggregate(
-        {}, [_scenario("idempotency__defect_p", "fail", error="the checker MISSED the defect")]
+    assert entry["verdict"] == "fail" and entry["outcome"] == "caught"
+    assert entry["expected_verdict"] == "fail" and entry["defect"] == "constant-backoff"
+    assert entry["accounting"]["acknowledged"] == 3 and entry["accounting"]["lost_ids"] == []
+    assert entry["retry_delays"] == [{"job_id": 1}] and entry["recoveries"] == []
+    assert entry["phases"]["stack_start"] == 1.5 and entry["phases"]["faults"] is None
+    assert entry["calibration"] == {"samples": 5, "pickup_p50": 0.02}
+    assert entry["logs"] == {"w1": "logs/network_cut__defect_constant-backoff/w1.log"}
+    assert entry["replay"] == (
+        "pytest scenarios/test_network_cut.py -k network_cut__defect_constant-backoff "
+        "--seed 5 --backend docker --profile production"
     )
-    assert contradicted["scenarios"][0]["outcome"] == "unknown"
+    broken = results.scenario_entry(
+        name="database_drop", title="t", seed=1, verdicts=[], error="WaitTimeout: no worker"
+    )
+    assert broken["verdict"] == "unknown" and broken["error"] == "WaitTimeout: no worker"
+    # the entry written to a file reads back unchanged
+    doc = results.result_document({"seed": 5}, [entry, broken])
+    assert doc["scenarios"][1] == entry
+    try:
+        results.scenario_entry(name="x", title="x", seed=1, verdicts=[], expected_verdict="ok")
+    except ValueError as exc:
+        assert "expected_verdict must be 'pass' or 'fail'" in str(exc)
+    else:
+        raise AssertionError("a bad expected_verdict must be refused")
+
+
+def test_run_block_marks_a_dirty_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "f").write_text("a", "utf-8")
+    git("add", "f")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    monkeypatch.chdir(tmp_path)
+    clean = results.run_block(seed=1, backend="local", profile="fast", started_at=1.0)
+    (tmp_path / "f").write_text("b", "utf-8")
+    dirty = results.run_block(seed=1, backend="local", profile="fast", started_at=1.0)
+    assert clean["git_commit"] and not clean["git_commit"].endswith("+dirty")
+    assert dirty["git_commit"] == f"{clean['git_commit']}+dirty"
+    assert clean["versions"]["python"] and clean["finished_at"] >= 1.0
 
 
 def test_defaults_fill_every_documented_key() -> None:
-    doc = results.aggregate(
+    doc = results.result_document(
         {"seed": 11, "backend": "docker", "profile": "production"},
         [{"scenario": "network_cut", "invariants": [{"status": "weird"}]}],
     )
@@ -68,14 +154,11 @@ def test_defaults_fill_every_documented_key() -> None:
         "pytest scenarios/test_network_cut.py --seed 11 --backend docker --profile production"
     )
     assert s["accounting"]["lost_ids"] == [] and s["accounting"]["lost"] is None
-    mutant = results.aggregate({"seed": 3}, [{"scenario": "idempotency__defect_plain-insert"}])
-    assert mutant["scenarios"][0]["replay"] == (
-        "pytest scenarios/test_idempotency.py -k idempotency__defect_plain-insert --seed 3"
-    )
+    assert s["logs"] == {} and s["calibration"] is None and s["expected_verdict"] == "pass"
 
 
 def test_an_error_turns_a_pass_into_unknown() -> None:
-    doc = results.aggregate({}, [_scenario("x", "pass", error="teardown blew up")])
+    doc = results.result_document({}, [_scenario("x", "pass", error="teardown blew up")])
     assert doc["scenarios"][0]["verdict"] == "unknown"
 
 
@@ -155,7 +238,7 @@ def test_recorded_versions_win_and_disagreements_are_kept() -> None:
 
 
 def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path) -> None:
-    doc = results.aggregate(
+    doc = results.result_document(
         {},
         [
             _scenario("idempotency", claims=["queueing_lock_periodic", "made_up_claim"]),
