@@ -156,9 +156,9 @@ class ScenarioRun:
         self.writer.write(Observation(name=name, value=value, t=time.time()))
 
     @property
-    def worker_logs(self) -> dict[str, Path | None]:
-        """Worker name -> its log file."""
-        return {w.name: w.log_path for w in self.stack.workers}
+    def worker_logs(self) -> dict[str, Path]:
+        """Worker name -> its log file (workers without one are left out)."""
+        return {w.name: w.log_path for w in self.stack.workers if w.log_path is not None}
 
     # -- observing the database ---------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class ScenarioRun:
                 {
                     "process": service.name,
                     "running": running,
-                    "exit_code": None if running else service.exit_code(),
+                    "exit_code": None if running else service.exit_code,
                     "stopped_by_nemesis": service.name in stopped,
                 },
             )
@@ -485,7 +485,7 @@ def scenario(
                     calibration=None,
                     logs={},
                 )
-                run = run_block(seed=seed, backend=backend, profile=profile)
+                run = run_block(seed=seed, backend=backend, profile=profile, started_at=time.time())
                 write_json(reports_dir / "results" / f"{name}.json", result_document(run, [entry]))
                 raise
             return ScenarioRun(

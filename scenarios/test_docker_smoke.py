@@ -21,9 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from harness import cleanup
+from harness import budgets, cleanup
 from harness.backends.base import Backend, BackendUnavailable, ServiceError
-from harness import budgets
 from harness.checks import baseline
 from harness.docker.engine import unreachable_reason
 from harness.scenario import ScenarioRun

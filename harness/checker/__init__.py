@@ -10,9 +10,9 @@ from harness.checker.effects import check_no_duplicate_effects
 from harness.checker.health import check_health_transitions
 from harness.checker.job_effects import check_job_effects
 from harness.checker.job_timeout import check_job_timeout
+from harness.checker.processes import check_processes_alive
 from harness.checker.queue_accounting import accounting, check_queue_accounting
 from harness.checker.recovery_latency import check_queue_resumes, check_recovery_latency
-from harness.checker.processes import check_processes_alive
 from harness.checker.reruns import check_justified_reruns
 from harness.checker.retry_schedule import check_retry_schedule, expected_delay, is_capped
 from harness.checker.runs import (
