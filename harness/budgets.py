@@ -47,11 +47,12 @@ MAX_TOLERANCE_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class Calibration:
-    """Pickup lateness measured on an idle stack: due jobs' ``started - scheduled_at``."""
+    """Retry lateness measured on the stack before any fault: ``started - retry time``."""
 
     samples: int
     pickup_p50: float
     pickup_max: float
+    job_ids: tuple[int, ...] = ()
 
     @property
     def tolerance(self) -> float:
@@ -59,7 +60,7 @@ class Calibration:
         return round(SCHEDULING_FACTOR * self.pickup_max + TIMESTAMP_NOISE, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tolerance": self.tolerance}
+        return {**asdict(self), "job_ids": list(self.job_ids), "tolerance": self.tolerance}
 
 
 def too_coarse(cal: Calibration, smallest: float, what: str) -> str | None:

@@ -1,57 +1,64 @@
-"""Calibration: how late does this stack start a job that has come due, before any fault?
+"""Calibration: how late does this stack start a retry that has come due, before any fault?
 
 Scenarios judge timings (retry delays, aborts at ``WORKER_TIMEOUT``, stall recovery) with a
 tolerance. The tolerance must come from the machine and stack as they are *now*, and never
 from the runs being judged (a slow worker would buy itself looser checks). So, on the freshly
-started stack, the harness defers a few runs of the SUT's own ``health_check_task`` (a real
-registered task: reads the database, stores nothing) scheduled a little in the future,
-through Procrastinate's public API, and measures ``started - scheduled_at`` for each: exactly
-the lateness a backoff retry sees. :class:`harness.budgets.Calibration` turns the worst one
-into the scheduling tolerance.
+started stack, the harness submits a few ordinary jobs whose first joke request gets a 503:
+each fails once and is retried by the system's own retry path. For each, the lateness of the
+retry, ``started - retry time`` (the ``scheduled`` event's time is the retry time the strategy
+asked for), is exactly what a backoff check has to tolerate, whatever the strategy's formula.
+:class:`harness.budgets.Calibration` turns the worst one into the scheduling tolerance; a
+system that wakes late makes the scenario ``unknown``, never ``pass``.
+
+The calibration jobs are ordinary acknowledged jobs: they are in the history and judged with
+the others (they must succeed); their ids are in the ``calibration`` observation.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 
 import psycopg
-from procrastinate import App, SyncPsycopgConnector
 
 from harness import probe
 from harness.budgets import Calibration
+from harness.vocabulary import TERMINAL_STATUSES
 from harness.wait import wait_for
-from system.tasks import HEALTH_TASK
 
 SAMPLES = 5
-#: First sample due this long after deferring, the others spaced by SPACING (seconds).
-LEAD = 0.25
-SPACING = 0.08
-QUEUE = "default"
 
 
-def calibrate(dsn: str, *, timeout: float, samples: int = SAMPLES) -> Calibration:
-    """Defer ``samples`` scheduled health checks, wait until each started (at most
-    ``timeout`` after the last is due) and return the measured pickup lateness."""
-    app = App(connector=SyncPsycopgConnector(conninfo=dsn))
-    with app.open():
-        ids = [
-            app.configure_task(
-                HEALTH_TASK,
-                queue=QUEUE,
-                queueing_lock=f"bulletproof-calibration-{i}",
-                schedule_in={"seconds": LEAD + i * SPACING},
-            ).defer()
-            for i in range(samples)
-        ]
-    picked = wait_for(
-        lambda: found if len(found := probe.scheduled_pickups(dsn, ids)) == len(ids) else None,
-        timeout=LEAD + samples * SPACING + timeout,
-        what=f"{samples} calibration jobs to start",
+def calibrate(
+    *,
+    dsn: str,
+    fail_next: Callable[[int], object],
+    submit: Callable[[int], Sequence[int]],
+    timeout: float,
+    samples: int = SAMPLES,
+) -> Calibration:
+    """Make the next ``samples`` joke requests fail (``fail_next``), ``submit`` as many jobs,
+    wait (at most ``timeout``) until they ended, and measure each retry's lateness (one per
+    failed request: a job submitted late may leave its 503 to an earlier job's retry)."""
+    fail_next(samples)
+    ids = list(submit(samples))
+    if not ids:
+        raise RuntimeError("calibration: the system acknowledged none of its jobs")
+    wait_for(
+        lambda: (
+            len(st := probe.job_statuses(dsn, ids)) == len(ids)
+            and all(s in TERMINAL_STATUSES for s in st.values())
+        ),
+        timeout=timeout,
+        what=f"{len(ids)} calibration jobs to end",
         ignore=(psycopg.Error,),
-    ).value
-    lateness = sorted(max(0.0, started - scheduled) for scheduled, started in picked.values())
+    )
+    lateness = sorted(probe.retry_lateness(dsn, ids))
+    if not lateness:
+        raise RuntimeError("calibration: no calibration job was retried (did the 503s land?)")
     return Calibration(
         samples=len(lateness),
         pickup_p50=round(statistics.median(lateness), 4),
         pickup_max=round(lateness[-1], 4),
+        job_ids=tuple(ids),
     )

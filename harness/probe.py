@@ -17,11 +17,9 @@ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
  WHERE application_name = %s AND pid <> pg_backend_pid()
 """
 BACKENDS_OF = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-SCHEDULED_PICKUPS = """
-SELECT j.id, EXTRACT(EPOCH FROM j.scheduled_at), EXTRACT(EPOCH FROM e.at)
-  FROM procrastinate_jobs j
-  JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'started'
- WHERE j.id = ANY(%s)
+EVENTS_OF = """
+SELECT job_id, type::text, EXTRACT(EPOCH FROM at)::float8 FROM procrastinate_events
+ WHERE job_id = ANY(%s) ORDER BY id
 """
 
 #: Connect quickly and never hang on a dead server: the harness polls, it must not block.
@@ -59,17 +57,19 @@ def backends_of(dsn: str, application_name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def scheduled_pickups(dsn: str, ids: Iterable[int]) -> dict[int, tuple[float, float]]:
-    """``job id -> (scheduled_at, first started)`` (epoch seconds) for started jobs."""
+def retry_lateness(dsn: str, ids: Iterable[int]) -> list[float]:
+    """Seconds between each retry time of the given jobs (a ``scheduled`` event is written
+    with the retry time the strategy asked for) and the start of the run that followed."""
     with _connect(dsn) as conn:
-        rows = conn.execute(SCHEDULED_PICKUPS, (list(ids),)).fetchall()
-    out: dict[int, tuple[float, float]] = {}
-    for job_id, scheduled, started in rows:
-        if scheduled is None:
-            continue
-        prev = out.get(int(job_id))
-        if prev is None or float(started) < prev[1]:
-            out[int(job_id)] = (float(scheduled), float(started))
+        rows = conn.execute(EVENTS_OF, (list(ids),)).fetchall()
+    due: dict[int, float] = {}
+    out: list[float] = []
+    for job_id, type_, at in rows:
+        job = int(job_id)
+        if type_ == "scheduled":
+            due[job] = float(at)
+        elif type_ == "started" and job in due:
+            out.append(max(0.0, float(at) - due.pop(job)))
     return out
 
 

@@ -97,7 +97,7 @@ class ScenarioRun:
         claims: Sequence[str] = (),
         defect: Defect | None = None,
         expect_failing: Sequence[str] = (),
-        calibrator: Callable[..., Calibration] = calibrate,
+        calibrator: Callable[[ScenarioRun], Calibration] | None = None,
     ) -> None:
         self.name = name
         self.title = title
@@ -134,9 +134,7 @@ class ScenarioRun:
         self.result: dict[str, Any] | None = None
         self._settled: float | None = None
         with self.phase("calibration"):
-            self.calibration: Calibration = calibrator(
-                stack.db_dsn, timeout=budgets.pickup(self.profile)
-            )
+            self.calibration: Calibration = (calibrator or calibrate_stack)(self)
         self.observe(ObservationName.CALIBRATION, self.calibration.to_dict())
         self._faults_started = time.monotonic()
 
@@ -395,6 +393,19 @@ class ScenarioRun:
                 self.result = self._write_result([], error=text.splitlines()[0][:300])
         self.client.close()
         self.writer.close()
+
+
+def calibrate_stack(sc: ScenarioRun) -> Calibration:
+    """Calibrate ``sc``'s stack through its own client and nemesis (recorded in the history)."""
+    p = sc.profile
+    return calibrate(
+        dsn=sc.stack.db_dsn,
+        fail_next=lambda n: sc.nemesis.arm_api_fault("status", status=503, count=n),
+        submit=lambda n: [s.job_id for s in sc.client.submit_many(n) if s.job_id is not None],
+        timeout=budgets.pickup(p)
+        + p.retry_base_delay
+        + 2 * (p.job_timeout + p.worker_poll_interval),
+    )
 
 
 #: Used only to size the client's /health timeout before the calibration has run.

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from system import db
 from system.defects import Defect
+from system.promises import api_db_timeout, heartbeat_freshness_limit
 from system.settings import Settings
 from system.tasks import FETCH_TASK, build_app
 from system.worker import Supervisor, install_stop_signals
@@ -32,9 +33,6 @@ R = TypeVar("R")
 
 #: What "the database is not answering" looks like from here.
 _DOWN: tuple[type[BaseException], ...] = (*db.DB_ERRORS, TimeoutError, ConnectorException)
-
-#: Heartbeats older than this many intervals (and than one interval + 1 s) make /health 503.
-HEARTBEAT_FRESHNESS = 3
 
 
 class FetchJokeRequest(BaseModel):
@@ -69,7 +67,7 @@ async def bounded(coro: Coroutine[Any, Any, T], timeout: float) -> T:
 def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     """The FastAPI application; ``app`` (opened by the lifespan) defers and reads jobs."""
     procrastinate_app = app or build_app(settings, db.api_connector(settings))
-    timeout = min(settings.db_pool_timeout, 5.0)
+    timeout = api_db_timeout(settings.db_pool_timeout)
     defects = settings.defects
     submissions = 0  # for the ack-without-queue defect
     if defects:
@@ -132,7 +130,7 @@ def create_api(settings: Settings, app: App | None = None) -> FastAPI:
     async def health() -> JSONResponse:
         hb = settings.worker_heartbeat_interval
         # a few intervals, and at least one second over one interval (scheduling noise)
-        limit = round(max(HEARTBEAT_FRESHNESS * hb, hb + 1.0), 3)
+        limit = heartbeat_freshness_limit(hb)
         if Defect.HEALTH_ALWAYS_OK in defects:
             return JSONResponse({"status": "ok"})
         try:

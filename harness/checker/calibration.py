@@ -25,6 +25,7 @@ def calibration_of(history: History) -> Calibration | None:
             samples=int(value.get("samples", 0)),
             pickup_p50=float(value.get("pickup_p50", 0.0)),
             pickup_max=float(value["pickup_max"]),
+            job_ids=tuple(int(j) for j in value.get("job_ids", ())),
         )
     return None
 

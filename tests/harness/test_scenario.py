@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
+from harness.budgets import Calibration
 from harness.checker import FAIL, PASS, UNKNOWN, Verdict
 from harness.profiles import get_profile
-from harness.scenario import ScenarioRun
+from harness.scenario import ScenarioRun, mutant_name, mutants
+from system.defects import Defect
+
+CALIBRATION = Calibration(samples=5, pickup_p50=0.01, pickup_max=0.02, job_ids=(1, 2))
 
 
 def _run(tmp_path: Path, name: str, **kwargs: Any) -> ScenarioRun:
@@ -22,15 +26,19 @@ def _run(tmp_path: Path, name: str, **kwargs: Any) -> ScenarioRun:
         timings={"total": 1.0},
         api_url="http://127.0.0.1:9",
         postgres=SimpleNamespace(server_version=lambda: "15.0"),
+        logs_dir=tmp_path / "logs" / name,
+        workers=[],
+        api=None,
     )
     return ScenarioRun(
         name=name,
         title="T",
         seed=42,
-        stack=stack,
-        reports_dir=tmp_path,  # type: ignore[arg-type]
+        stack=stack,  # type: ignore[arg-type]
+        reports_dir=tmp_path,
         backend="local",
         claims=["c"],
+        calibrator=lambda run: CALIBRATION,
         **kwargs,
     )
 
@@ -42,7 +50,9 @@ def test_a_passing_scenario_writes_its_result(tmp_path: Path) -> None:
     run._judge([accounting])
     doc = json.loads((tmp_path / "results" / "worker_crash.json").read_text())
     assert doc["verdict"] == "pass" and doc["scenarios"][0] == entry
-    assert entry["accounting"] == {"acknowledged": 3, "lost": 0}
+    assert entry["accounting"]["acknowledged"] == 3 and entry["accounting"]["lost"] == 0
+    assert entry["calibration"]["tolerance"] == CALIBRATION.tolerance
+    assert set(entry["phases"]) >= {"stack_start", "calibration"}
     assert entry["replay"] == "pytest scenarios/test_worker_crash.py --seed 42"
     assert entry["history"] == "histories/worker_crash.jsonl"
     assert (tmp_path / "histories" / "worker_crash.jsonl").exists()
@@ -65,8 +75,8 @@ def test_a_failed_or_unknown_verdict_fails_the_test_naming_the_evidence(
 def test_a_mutation_passes_only_when_the_named_invariant_fails(tmp_path: Path) -> None:
     run = _run(
         tmp_path,
-        "idempotency__defect_plain_insert",
-        expect="fail",
+        mutant_name("idempotency", Defect.PLAIN_INSERT),
+        defect=Defect.PLAIN_INSERT,
         expect_failing=["no_duplicate_effects"],
     )
     caught = Verdict(
@@ -77,7 +87,8 @@ def test_a_mutation_passes_only_when_the_named_invariant_fails(tmp_path: Path) -
     with pytest.raises(pytest.fail.Exception, match="MISSED"):
         run._judge([other, Verdict("no_duplicate_effects", PASS, "fine")])
     entry = run._write_result([caught])
-    assert entry["expected_verdict"] == "fail" and entry["defect"] == "plain_insert"
+    assert entry["expected_verdict"] == "fail" and entry["defect"] == "plain-insert"
+    assert entry["expected_failing"] == ["no_duplicate_effects"]
     run.close(None)
 
 
@@ -86,3 +97,21 @@ def test_a_broken_scenario_leaves_an_error_result(tmp_path: Path) -> None:
     run.close(RuntimeError("proxy vanished\nmore"))
     (entry,) = json.loads((tmp_path / "results" / "network_cut.json").read_text())["scenarios"]
     assert entry["verdict"] == "unknown" and entry["error"] == "RuntimeError: proxy vanished"
+
+
+def test_mutation_names_come_from_the_defect_enum_and_mark_the_tests() -> None:
+    assert mutant_name("backoff_schedule", Defect.CONSTANT_BACKOFF) == (
+        "backoff_schedule__defect_constant_backoff"
+    )
+    params = mutants(
+        "backoff_schedule",
+        [(Defect.CONSTANT_BACKOFF, ["retry_schedule"]), (Defect.EXTRA_RUN, ["attempt_count"])],
+        subset=[Defect.EXTRA_RUN],
+    )
+    assert [p.id for p in params] == [
+        "backoff_schedule__defect_constant_backoff",
+        "backoff_schedule__defect_extra_run",
+    ]
+    marks = [{m.name for m in p.marks} for p in params]
+    assert marks == [{"mutant"}, {"mutant", "chaos_subset"}]
+    assert params[1].values == (Defect.EXTRA_RUN, ("attempt_count",))
