@@ -12,6 +12,7 @@ their own timeout) and ``cancelled-not-requeued`` (aborted jobs are lost).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,19 +38,26 @@ def shutdown_settings(profile_name: str) -> dict[str, Any]:
 
 
 def sigterm_mid_job(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
-    """w1 takes every job (some hang, some are quick), w2 joins, w1 gets SIGTERM."""
+    """w1 takes every job (some hang, some answer after 0.8 x WORKER_TIMEOUT); as soon as all
+    run, w1 gets SIGTERM while w2 boots beside it."""
     p = sc.profile
     n = 5
     hanging = sc.rng.randint(2, 3)
     sc.nemesis.arm_api_fault("hang", count=hanging, duration=2 * p.job_timeout)
-    sc.nemesis.arm_api_fault("slow", delay=0.5 * p.worker_timeout, count=n - hanging)
+    sc.nemesis.arm_api_fault("slow", delay=0.8 * p.worker_timeout, count=n - hanging)
     sc.client.submit_many(n)
     running = sc.wait_all_started(min_doing=n)
-    sc.wait_placed(running)
-    sc.stack.add_worker("w2")
-    code = sc.nemesis.sigterm_worker(
-        "w1", timeout=p.job_timeout + p.worker_timeout + budgets.PROCESS_START_MARGIN, jobs=running
-    )
+    w2 = sc.stack.add_worker("w2", start=False)
+    boot = threading.Thread(target=w2.start, kwargs={"timeout": budgets.PROCESS_START_MARGIN})
+    boot.start()
+    try:
+        code = sc.nemesis.sigterm_worker(
+            "w1",
+            timeout=p.job_timeout + p.worker_timeout + budgets.PROCESS_START_MARGIN,
+            jobs=running,
+        )
+    finally:
+        boot.join()
     sc.observe("shutdown", {"worker": "w1", "jobs": running, "exit_code": code})
 
     def checks(h: History) -> list[Verdict]:
