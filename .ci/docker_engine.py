@@ -21,6 +21,7 @@ importing the harness never installs, starts or changes anything on the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -54,6 +55,10 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 DOCKER_MARKERS = ("DOCKER", "docker0", "br-")
 BUILTIN_CHAINS = frozenset({"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"})
 LEFTOVER_LINKS = ("docker0", "br-", "veth")
+# dockerd's runtime directories (sockets of its containerd and shims): removed by `down` when
+# `up` found them absent.
+RUNTIME_DIRS = ("/run/docker", "/run/containerd")
+STATE_FILES = ("saved.json", "started.pid", "dockerd.pid", "dockerd.log")
 
 
 def state_dir() -> Path:
@@ -203,9 +208,11 @@ def up(timeout: float) -> int:
         "ip_forward": IP_FORWARD.read_text().strip() if IP_FORWARD.exists() else None,
         "iptables": _iptables_save(),
         "links": _links(),
+        "runtime_dirs": [d for d in RUNTIME_DIRS if not Path(d).exists()],
     }
     (sdir / "saved.json").write_text(json.dumps(saved))
-    with (sdir / "dockerd.log").open("ab") as logfile:
+    dockerd_log = sdir / "dockerd.log"
+    with dockerd_log.open("ab") as logfile:
         proc = subprocess.Popen(
             [DOCKERD, "--pidfile", str(sdir / "dockerd.pid")],
             stdin=subprocess.DEVNULL,
@@ -216,25 +223,30 @@ def up(timeout: float) -> int:
     # pid and start time: `down` never signals a reused pid.
     (sdir / "started.pid").write_text(owner_identity(proc.pid))
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise SystemExit(
-                f"docker-engine: dockerd exited with {proc.returncode}; see {sdir / 'dockerd.log'}"
-            )
-        return unreachable_reason() is None
+    def answered_or_exited() -> bool:
+        return proc.poll() is not None or unreachable_reason() is None
 
     try:
-        waited = wait_for(ready, timeout=timeout, what="dockerd to answer", interval=0.1)
+        waited = wait_for(
+            answered_or_exited, timeout=timeout, what="dockerd to answer", interval=0.1
+        )
     except WaitTimeout as exc:
-        log(f"{exc}; see {sdir / 'dockerd.log'}")
-        down(timeout=30)
-        return 1
-    log(f"dockerd pid {proc.pid} ready in {waited.elapsed:.1f}s")
-    return 0
+        failure = str(exc)
+    else:
+        if proc.poll() is None:
+            log(f"dockerd pid {proc.pid} ready in {waited.elapsed:.1f}s")
+            return 0
+        failure = f"dockerd exited with {proc.returncode}"
+    # `down` removes the state directory with the log: show its end first.
+    tail = dockerd_log.read_text(errors="replace").splitlines()[-20:]
+    log(f"{failure}; the end of its log:\n" + "\n".join(tail))
+    down(timeout=30)
+    return 1
 
 
 def down(timeout: float) -> int:
-    """Stop the dockerd that ``up`` started and restore iptables, ip_forward and links."""
+    """Stop the dockerd that ``up`` started, restore iptables, ip_forward and links, and remove
+    the directories it left (its runtime directories and the state directory)."""
     sdir = state_dir()
     pidfile = sdir / "started.pid"
     if not pidfile.exists():
@@ -257,7 +269,10 @@ def down(timeout: float) -> int:
             os.kill(pid, signal.SIGKILL)
             wait_for(lambda: not owner_alive(identity), timeout=10, what="dockerd to die")
     _restore(sdir)
-    pidfile.unlink()
+    for name in STATE_FILES:
+        (sdir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # kept if someone else put files there
+        sdir.rmdir()
     return 0
 
 
@@ -279,6 +294,10 @@ def _restore(sdir: Path) -> None:
         if link.startswith(LEFTOVER_LINKS):
             subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
             log(f"removed leftover link {link}")
+    for directory in saved.get("runtime_dirs", []):
+        if Path(directory).is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+            log(f"removed dockerd's runtime directory {directory}")
     saved_file.unlink()
 
 
