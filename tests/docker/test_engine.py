@@ -8,6 +8,7 @@ it is loaded here from its path.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,8 +132,10 @@ def test_install_rejects_an_unknown_package_in_one_line() -> None:
 
 
 def test_the_script_runs_from_a_checkout_and_answers_status() -> None:
+    # As pytest's pythonpath does: the checkout is importable even without `pip install -e`.
+    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1])}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "status"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(SCRIPT), "status"], capture_output=True, text=True, env=env, timeout=60
     )
     expected = 0 if unreachable_reason() is None else 1
     assert done.returncode == expected, done.stderr
