@@ -13,17 +13,18 @@
 
 Every container and the network carry the labels ``bulletproof.run`` (the run id of
 :mod:`harness.cleanup`) and ``bulletproof.owner`` (pid and start time of the owning process), so
-:func:`reap_leftovers` removes what a killed run left behind, and :meth:`DockerBackend.close`
-plus the run's reaper remove what this one made, also after a failed test or Ctrl-C. Published
-ports are bound to 127.0.0.1 with a fixed host port, so a restarted container keeps its address.
-testcontainers' Ryuk reaper is disabled (it needs a registry); the labels do its job.
+:meth:`DockerBackend.open` removes what a killed run left behind (:func:`reap_leftovers`), and
+:meth:`DockerBackend.close` plus the run's reaper (:func:`remove_run`, registered with
+:mod:`harness.cleanup` by ``open``, never on import) remove what this one made, also after a
+failed test or Ctrl-C. Published ports are bound to 127.0.0.1 with a fixed host port, so a
+restarted container keeps its address. ``open`` disables testcontainers' Ryuk reaper (it needs a
+registry); the labels do its job. Importing this module changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import re
 import secrets
 import socket
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
     from toxiproxy import Toxiproxy
     from toxiproxy.proxy import Proxy
-
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads it
 
 LABEL_RUN = "bulletproof.run"
 LABEL_OWNER = "bulletproof.owner"
@@ -134,9 +133,6 @@ def remove_run(run_id: str) -> None:
         _remove_labelled(client, lambda labels: labels.get(LABEL_RUN) != run_id)
     finally:
         client.close()
-
-
-cleanup.register_reaper(remove_run)
 
 
 def free_port() -> int:
@@ -566,12 +562,17 @@ class DockerBackend(Backend):
     # -- Backend ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Reap leftovers, create the network, start PostgreSQL (images must be present)."""
+        """Reap leftovers, create the network, start PostgreSQL (images must be present).
+
+        First registers :func:`remove_run` with :mod:`harness.cleanup`, so what this run creates
+        is also removed at exit when :meth:`close` is never reached.
+        """
         self.check_available()
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.network import Network
 
-        testcontainers_config.ryuk_disabled = True
+        testcontainers_config.ryuk_disabled = True  # Ryuk needs a registry; the labels do its job
+        cleanup.register_reaper(remove_run)
         self._client = _client()
         reaped = reap_leftovers(self._client)
         if reaped:

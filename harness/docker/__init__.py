@@ -1,6 +1,7 @@
-"""Docker support without a registry: engine setup (``engine``) and image building (``build``).
+"""Docker support without a registry: image recipes (``images``), building them (``build``) and
+the reachability check (``engine.unreachable_reason``).
 
-``python -m harness.docker.engine up|down|status`` installs and starts a Docker engine when none
-is reachable, and stops only the engine it started. ``python -m harness.docker.build`` builds the
-PostgreSQL and Python images from a debootstrapped Debian rootfs with ``docker import``.
+``python -m harness.docker.build`` builds the PostgreSQL and Python images from a debootstrapped
+Debian rootfs with ``docker import``. Installing and starting an engine is machine provisioning,
+done by ``.ci/docker_engine.py`` outside this package.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -272,11 +273,19 @@ def test_a_sigkilled_runner_leaves_containers_the_next_start_removes(
     marker = tmp_path / "opened"
     script = textwrap.dedent(
         f"""
-        import pathlib, signal
-        from harness.backends.docker import DockerBackend
+        import json, pathlib, signal
+        from harness import cleanup
+        from harness.backends.docker import DockerBackend, remove_run
         backend = DockerBackend(pathlib.Path({str(tmp_path / "work")!r}))
+        registered_before = remove_run in cleanup._reapers
         backend.open()
-        pathlib.Path({str(marker)!r}).write_text(backend.id)
+        written = pathlib.Path({str(tmp_path / "opened.tmp")!r})
+        written.write_text(json.dumps({{
+            "id": backend.id,
+            "registered_before_open": registered_before,
+            "registered_after_open": remove_run in cleanup._reapers,
+        }}))
+        written.rename({str(marker)!r})  # whole, or not there yet
         signal.pause()  # hold the containers until SIGKILLed
         """
     )
@@ -285,16 +294,23 @@ def test_a_sigkilled_runner_leaves_containers_the_next_start_removes(
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, cleanup.ROOT_ENV: str(tmp_path / "runs")},
     )
+    following: DockerBackend | None = None
     try:
         wait_for(marker.exists, timeout=90, what="the child to open its backend", interval=0.1)
-        backend_id = marker.read_text()
+        opened = json.loads(marker.read_text())
+        # The reaper is registered by open(), not by importing the module.
+        assert opened["registered_before_open"] is False
+        assert opened["registered_after_open"] is True
+        backend_id = opened["id"]
         assert _ours(client, LABEL_BACKEND, backend_id)  # postgres + network exist
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         assert _ours(client, LABEL_BACKEND, backend_id)  # nothing cleaned them up yet
-        reap_leftovers(client)  # what DockerBackend.open() does on the next start
+        following = _open(DockerBackend(tmp_path / "next"))  # the next start
         assert _ours(client, LABEL_BACKEND, backend_id) == []
     finally:
+        if following is not None:
+            following.close()
         if child.poll() is None:
             child.kill()
             child.wait()
