@@ -5,9 +5,12 @@ Scenarios add their own (retry schedule, recovery latency, ...) to these.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from harness.checker import (
+    FAIL,
+    UNKNOWN,
     Verdict,
     check_calibration,
     check_job_effects,
@@ -19,7 +22,7 @@ from harness.checker import (
 from harness.checker.calibration import calibration_of
 from harness.checker.runs import acknowledged_ids
 from harness.history.records import History
-from harness.vocabulary import JobStatus
+from harness.vocabulary import Invariant, JobStatus
 
 
 def baseline(
@@ -56,3 +59,36 @@ def with_calibration(
     else:
         wanted = dict(expected)
     return {**wanted, **{j: str(JobStatus.SUCCEEDED) for j in cal.job_ids}}
+
+
+#: Invariants whose verdict rests on a timing budget or tolerance (a deadline, a delay, a
+#: latency): on a machine the calibration found too slow, their failures are not evidence.
+TIMING_INVARIANTS = frozenset(
+    {
+        Invariant.QUEUE_ACCOUNTING,  # "lost" means "not terminal by the deadline"
+        Invariant.RETRY_SCHEDULE,
+        Invariant.JOB_TIMEOUT,
+        Invariant.RECOVERY_LATENCY,
+        Invariant.HEALTH_TRANSITIONS,
+        Invariant.GRACEFUL_SHUTDOWN,
+    }
+)
+
+
+def qualified(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """``verdicts`` as they may be reported: when the calibration says the machine was too
+    slow to judge this scenario's timings, a failed timing verdict becomes ``unknown`` (with
+    the calibration's reason and what it would have said), never a wrong ``fail``."""
+    cal = next((v for v in verdicts if v.name == Invariant.CALIBRATION), None)
+    if cal is None or cal.status != UNKNOWN:
+        return list(verdicts)
+    out: list[Verdict] = []
+    for v in verdicts:
+        if v.status == FAIL and v.name in TIMING_INVARIANTS:
+            v = replace(
+                v,
+                status=UNKNOWN,
+                summary=f"not judged ({cal.summary}); would have failed: {v.summary}",
+            )
+        out.append(v)
+    return out

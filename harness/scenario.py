@@ -39,6 +39,7 @@ from harness import budgets, probe
 from harness.budgets import Calibration
 from harness.calibration import calibrate
 from harness.checker import Verdict, merge
+from harness.checks import qualified
 from harness.client import Client
 from harness.history.collect import collect_api_requests, collect_database, collect_run_workers
 from harness.history.records import End, History, Meta, Observation
@@ -291,7 +292,7 @@ class ScenarioRun:
                 self.writer.write(record)
         with self.phase("check"):
             history = self.writer.history
-            verdicts = list(checks(history))
+            verdicts = qualified(checks(history))
         self.result = self._write_result(verdicts)
         self._judge(verdicts)
         return self.result

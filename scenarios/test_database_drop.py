@@ -99,6 +99,7 @@ def drop_the_database(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]
                 h,
                 detect_budget=budgets.health_detect(p, cal),
                 recover_budget=budgets.health_recover(p, cal),
+                fault_kinds=("proxy_down", "pg_kill"),
             ),
         ]
 

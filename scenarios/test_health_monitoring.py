@@ -91,6 +91,7 @@ def watch_health(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
                 h,
                 detect_budget=budgets.health_detect(p, cal),
                 recover_budget=budgets.health_recover(p, cal),
+                fault_kinds=("kill", "pg_restart"),
             ),
             check_processes_alive(h),
         ]

@@ -90,6 +90,7 @@ def lose_heartbeats(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
                 h,
                 detect_budget=budgets.health_detect(p, cal),
                 recover_budget=budgets.health_recover(p, cal),
+                fault_kinds=("heartbeat_rejected",),
             ),
         ]
 

@@ -70,16 +70,18 @@ def check_health_transitions(
         row, problems = _transition(f, obs, _budget(detect_budget, f.kind_), recover_budget)
         transitions.append(row)
         evidence.extend(problems)
+    # only the judged kinds excuse a non-200 (a joke API fault never should)
+    excusing = [f for f in history.faults if kinds is None or f.kind_ in kinds]
     first_ok = next((t for t, v in obs if v == OK), None)
     if first_ok is None:
         evidence.append("/health never said 200")
     else:
-        windows = [(f.start, (f.end or f.start) + recover_budget) for f in history.faults]
+        windows = [(f.start, (f.end or f.start) + recover_budget) for f in excusing]
         for t, v in obs:
             if t > first_ok and v != OK and not any(a <= t <= b for a, b in windows):
                 evidence.append(f"/health said {v} at {t:.3f} with no fault open: false alarm")
                 break
-    settled = max(((f.end or f.start) + recover_budget for f in history.faults), default=0.0)
+    settled = max(((f.end or f.start) + recover_budget for f in excusing), default=0.0)
     if obs[-1][1] != OK and obs[-1][0] > settled:
         evidence.append(f"/health ended at {obs[-1][1]}, not 200")
     if evidence:

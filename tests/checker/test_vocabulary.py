@@ -56,6 +56,8 @@ def test_every_check_names_its_verdict_from_the_vocabulary() -> None:
         checker.check_graceful_shutdown(
             h, worker_timeout=1.0, abort_tolerance=0.1, exit_margin=0.3
         ),
+        checker.check_processes_alive(h),
+        checker.check_calibration(h, smallest=1.0, what="a second"),
     ]
     assert {v.name for v in verdicts} == set(Invariant)
     assert all(isinstance(v.name, Invariant) for v in verdicts)

@@ -11,6 +11,7 @@ import pytest
 
 from harness.budgets import Calibration
 from harness.checker import FAIL, PASS, UNKNOWN, Verdict
+from harness.checks import qualified
 from harness.profiles import get_profile
 from harness.scenario import ScenarioRun, mutant_name, mutants
 from system.defects import Defect
@@ -115,3 +116,15 @@ def test_mutation_names_come_from_the_defect_enum_and_mark_the_tests() -> None:
     marks = [{m.name for m in p.marks} for p in params]
     assert marks == [{"mutant"}, {"mutant", "chaos_subset"}]
     assert params[1].values == (Defect.EXTRA_RUN, ("attempt_count",))
+
+
+def test_a_too_slow_calibration_turns_timing_failures_into_unknown_never_fail() -> None:
+    slow = Verdict("calibration", UNKNOWN, "the machine is too slow to judge x")
+    late = Verdict("recovery_latency", FAIL, "job 6 ran again after 3.2s, budget 2.9s")
+    dup = Verdict("no_duplicate_effects", FAIL, "joke a stored 2 times")
+    out = qualified([slow, late, dup])
+    assert [v.status for v in out] == [UNKNOWN, UNKNOWN, FAIL]  # effects do not depend on time
+    assert out[1].summary.startswith("not judged (the machine is too slow to judge x)")
+    assert "would have failed: job 6 ran again" in out[1].summary
+    precise = Verdict("calibration", PASS, "tolerance 0.03s")
+    assert [v.status for v in qualified([precise, late])] == [PASS, FAIL]
