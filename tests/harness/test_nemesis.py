@@ -8,6 +8,7 @@ import httpx
 import psycopg
 import pytest
 
+from harness import probe
 from harness.history import read_history
 from harness.history.store import HistoryWriter
 from harness.nemesis import Nemesis
@@ -79,3 +80,54 @@ def test_a_failing_block_still_heals_and_closes_the_window(stack: Stack, tmp_pat
     wait_for(lambda: _fetch(stack) == 200, timeout=5.0, what="the joke API proxy back up")
     (fault,) = read_history(writer.path).faults
     assert fault.end is not None
+
+
+def _heartbeat_age(stack: Stack) -> float | None:
+    with psycopg.connect(stack.db_dsn, connect_timeout=2, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT EXTRACT(EPOCH FROM now() - max(last_heartbeat)) FROM procrastinate_workers"
+        ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+@pytest.mark.stack(workers=1, api=False)
+def test_breaking_one_workers_connections_and_rejecting_heartbeats(
+    stack: Stack, tmp_path: Path
+) -> None:
+    writer = HistoryWriter(tmp_path / "h.jsonl")
+    nemesis = Nemesis(stack, writer)
+    app_name = "bulletproof-worker-w1"
+    wait_for(lambda: probe.backends_of(stack.db_dsn, app_name), timeout=10, what="w1 connected")
+    assert nemesis.terminate_backends("w1") >= 1
+    # the worker opens fresh sessions by itself (its watchdog or Procrastinate notices)
+    wait_for(
+        lambda: probe.backends_of(stack.db_dsn, app_name),
+        timeout=10,
+        what="w1 connected again",
+    )
+    hb = stack.settings.worker_heartbeat_interval
+    with nemesis.heartbeats_rejected() as window:
+        wait_for(
+            lambda: probe.heartbeat_rejections(stack.db_dsn) >= 2,
+            timeout=10 * hb + 2,
+            what="two rejected heartbeat writes",
+        )
+    assert window.detail["rejected"] >= 2
+    # accepted again: a fresh heartbeat comes within a few intervals
+    wait_for(
+        lambda: (age := _heartbeat_age(stack)) is not None and age < 2 * hb,
+        timeout=10,
+        what="a fresh heartbeat after the fault",
+    )
+    armed = nemesis.arm_api_fault("status", status=503, count=1)
+    assert armed.end is not None and armed.detail["armed"] is True
+    assert _fetch(stack) == 503 and _fetch(stack) == 200
+    kinds = [(f.kind_, f.target) for f in read_history(writer.path).faults]
+    assert kinds == [
+        ("terminate_backend", "worker:w1"),
+        ("heartbeat_rejected", "heartbeat"),
+        ("http_status", "jokeapi"),
+    ]
+    assert nemesis.stopped_for_good == set()
+    nemesis.kill_worker("w1", restart=False)
+    assert nemesis.stopped_for_good == {"w1"}
