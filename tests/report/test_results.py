@@ -244,6 +244,7 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
             _scenario("idempotency", claims=["queueing_lock_periodic", "made_up_claim"]),
             {
                 "scenario": "worker_crash__defect_x",
+                "defect": "x",
                 "invariants": [{"name": "queue_accounting", "status": "fail", "summary": "lost 3"}],
             },
         ],
@@ -261,7 +262,9 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
     out = {c["key"]: c for c in claims.evaluate(doc["scenarios"])}
     assert out["no_loss_worker_crash"]["status"] == "untested"  # the mutation is no evidence
     assert out["queueing_lock_periodic"]["status"] == "pass"  # declared by the scenario
-    assert out["no_duplicate_effects"]["status"] == "pass"
+    # proven only when every scenario it names ran: worker_crash did not
+    assert out["no_duplicate_effects"]["status"] == "unknown"
+    assert out["no_duplicate_effects"]["missing"] == ["worker_crash"]
     assert out["made_up_claim"]["note"].startswith("claim key 'made_up_claim' is not in")
     assert out["made_up_claim"]["evidence"] == [
         {
@@ -277,6 +280,6 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
 
 
 def test_assemble_without_results_is_unknown(tmp_path: Path) -> None:
-    doc, histories = assemble(tmp_path, run={"seed": 1})
-    assert doc["verdict"] == "unknown" and doc["scenarios"] == [] and histories == {}
+    doc, inputs = assemble(tmp_path, run={"seed": 1})
+    assert doc["verdict"] == "unknown" and doc["scenarios"] == [] and inputs.histories == {}
     assert all(c["status"] == "untested" for c in doc["claims"])
