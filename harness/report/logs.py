@@ -36,6 +36,12 @@ class LogLine:
     start: int | None = None  # the harness's start marker: which start of the process
 
     @property
+    def message(self) -> str:
+        """The line without its time stamp (``INFO system.tasks: Job 9: …``)."""
+        found = LINE.match(self.text)
+        return f"{found['level']} {found['rest']}" if found else self.text
+
+    @property
     def problem(self) -> bool:
         """A warning or error line (or a traceback line following one)."""
         return self.level in PROBLEM_LEVELS

@@ -112,8 +112,9 @@ user-select:all}
 section.scenario{border-top:4px solid var(--line);margin-top:30px;padding-top:6px}
 section.sc-fail,section.sc-missed{border-top:6px double var(--bad)}
 section.sc-unknown{border-top:4px dashed var(--unk)}section.sc-pass{border-top-color:var(--ok)}
-svg.chart{width:100%;height:auto;max-width:1150px;display:block;margin:6px 0 14px}
-svg.chart.narrow{max-width:720px}
+svg.chart{width:100%;height:auto;max-width:1150px;min-width:640px;display:block;
+margin:6px 0 14px}
+svg.chart.narrow{max-width:720px;min-width:420px}
 .pair{display:flex;flex-wrap:wrap;gap:12px 28px;align-items:flex-start}
 .pair>*{min-width:0;flex:1 1 320px}
 dl.glossary{margin:6px 0;font-size:13px}dl.glossary dt{font-weight:700}
@@ -222,6 +223,11 @@ def _table(head: Sequence[str], rows: Iterable[str], cls: str = "") -> str:
         f'<div class="wrap"><table{c}><thead><tr>{th}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _chart(svg: str) -> str:
+    """A chart in its own scroll box: on a phone the chart scrolls sideways, never the text."""
+    return f'<div class="wrap chartbox">{svg}</div>' if svg else ""
 
 
 def ordered(scenarios: Sequence[Json]) -> list[Json]:
@@ -663,7 +669,7 @@ def _recoveries(s: Mapping[str, Any], known: set[int]) -> str:
     return (
         "<h4>Recovery latency against budget</h4>"
         + _table(["what", "job", "latency", "budget"], rows)
-        + chart
+        + _chart(chart)
     )
 
 
@@ -687,7 +693,7 @@ def _backoff(s: Mapping[str, Any]) -> str:
     return (
         "<h4>Retry schedule: observed delays against min(base × 2^k, max)</h4>"
         '<p class="note">Shaded band: accepted range. Round points: within it; crosses: '
-        f"outside. {len(delays)} observed delay(s).</p>{chart}"
+        f"outside. {len(delays)} observed delay(s).</p>{_chart(chart)}"
     )
 
 
@@ -827,7 +833,7 @@ def _scenario_section(
                 '<p class="note">Hatched bands: fault windows (labelled). Bars: each submitted '
                 "job's runs as the checker derives them; pattern and legend tell how each "
                 "ended. Grey: the system's internal periodic tasks. Below: cumulative counts"
-                " and /health answers. Click a job id for its story.</p>" + chart
+                " and /health answers. Click a job id for its story.</p>" + _chart(chart)
             )
         if loaded.bad_lines or loaded.unknown_kinds:
             kinds = ", ".join(f"{k} ×{n}" for k, n in sorted(loaded.unknown_kinds.items()))

@@ -149,7 +149,7 @@ def story(
             Line(
                 ln.t,
                 "log",
-                ln.text,
+                ln.message,
                 ln.problem,
                 source=ln.process,
                 ref=f"{log_paths.get(ln.process, '')}",

@@ -322,3 +322,16 @@ def test_math_and_markup_in_chart_labels_stay_literal(tmp_path: Path) -> None:
     html = build(tmp_path).index_html.read_text("utf-8")
     assert "latency $x^2$ &lt;b&gt;" in html
     assert "1 unreadable line(s) in the history were skipped" in html
+
+
+def test_trends_appear_from_the_second_run_on(tmp_path: Path) -> None:
+    recorded.write_passing(tmp_path)
+    first = build(tmp_path, run={**RUN, "started_at": 1.0}).index_html.read_text("utf-8")
+    assert "This is the first run recorded in" in first
+    recorded.write_failing(tmp_path)
+    built = build(tmp_path, run={**RUN, "started_at": 2.0})
+    page = parse(built.index_html.read_text("utf-8"))
+    rows = {r[0]: r for r in table_with(page, "scenario", "passed").rows[1:]}
+    assert rows["worker_crash"][1:3] == ["2 of 2", "✓ ✓"]
+    assert rows["network_cut"][1:3] == ["0 of 1", "✗"]
+    assert built.doc["trends"]["window"] == 2
