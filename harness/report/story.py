@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from harness.checker import Run
 from harness.history.records import Fault, Observation
 from harness.report.history import Loaded, worker_of
-from harness.report.logs import LogLine, lines_naming
+from harness.report.logs import LogLine, ended_with_error, last_problems, lines_naming
 
 #: Seconds of context before a job's first and after its last record.
 MARGIN = 1.0
@@ -144,6 +144,10 @@ def story(
                 lines.append(
                     Line(ln.t, "process", f"{name} started (start #{ln.start})", source=name)
                 )
+    for name, parsed in logs.items():
+        exit_line = _unexpected_exit(name, parsed, lo, hi, workers)
+        if exit_line is not None:
+            lines.append(exit_line)
     for ln in lines_naming(logs, job_id):
         lines.append(
             Line(
@@ -155,6 +159,16 @@ def story(
                 ref=f"{log_paths.get(ln.process, '')}",
             )
         )
+    for r in h:  # the job's stored effect (``job_effect`` records, when the history has them)
+        if getattr(r, "kind", None) == "job_effect" and getattr(r, "job_id", None) == job_id:
+            stored = getattr(r, "stored_at", None)
+            lines.append(
+                Line(
+                    float(stored) if isinstance(stored, int | float) else None,
+                    "effect",
+                    f"joke {getattr(r, 'joke_id', '?')} stored for this job (job_effects row)",
+                )
+            )
     job = h.jobs.get(job_id)
     final = (
         f"final state in the database: {job.status}, {job.attempts} attempt(s) recorded"
@@ -168,6 +182,21 @@ def story(
     out = timed[:MAX_LINES] + untimed
     out.append(Line(None, "final", final, verdict in ("lost", "unexpected")))
     return out
+
+
+def _unexpected_exit(
+    name: str, parsed: list[LogLine], lo: float, hi: float, workers: set[str]
+) -> Line | None:
+    """A process whose log ends on an error, inside the job's window: often the cause."""
+    if not parsed or not ended_with_error(parsed):
+        return None
+    last = parsed[-1]
+    if last.t is None or not lo <= last.t <= hi:
+        return None
+    problems = last_problems(parsed, limit=1)
+    why = problems[-1].message if problems else last.message
+    ran_it = not workers or name in workers
+    return Line(last.t, "process", f"{name} exited on an error: {why}", ran_it, source=name)
 
 
 def _observation(o: Observation, job_id: int, lo: float, hi: float) -> Sequence[Line]:

@@ -170,6 +170,7 @@ def test_lost_job_story_is_open_and_explains_the_loss(failing: tuple) -> None:
     assert "Job 206: Fetching joke (attempt 1/5)" in text  # w1's log
     assert "deferred job 206" in text  # the API's log
     assert "w1 started (start #1)" in text
+    assert "w1 exited on an error: ERROR system.worker: worker stopped (db)" in text
     assert 'href="logs/network_cut/w1.log"' in body
     assert "final state in the database" in text
     # a job that went well has a closed story
