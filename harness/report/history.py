@@ -17,7 +17,15 @@ from pathlib import Path
 
 from harness.checker import Run, runs_by_job
 from harness.history import History
-from harness.history.records import HistoryFormatError, Job, Submit, record_from_dict
+from harness.history.records import (
+    Fault,
+    HistoryFormatError,
+    Job,
+    JobEvent,
+    Observation,
+    Submit,
+    record_from_dict,
+)
 
 
 @dataclass
@@ -62,12 +70,40 @@ class Loaded:
         """Ids of jobs the scenario submitted (acknowledged or not)."""
         return {int(s.job_id) for s in self.history.submits if s.job_id is not None}
 
+    @cached_property
+    def jobs(self) -> dict[int, Job]:
+        """Job id -> its final snapshot."""
+        return self.history.jobs
+
+    @cached_property
+    def events_by_job(self) -> dict[int, list[JobEvent]]:
+        """Job id -> its events in insertion order."""
+        return self.history.events_by_job()
+
+    @cached_property
+    def faults(self) -> list[Fault]:
+        """Fault windows, last line per fault id, by start."""
+        return self.history.faults
+
+    @cached_property
+    def observations(self) -> list[Observation]:
+        """Every observation in time order."""
+        return self.history.observations()
+
+    @cached_property
+    def _submits(self) -> dict[int, list[Submit]]:
+        out: dict[int, list[Submit]] = {}
+        for s in self.history.submits:
+            if s.job_id is not None:
+                out.setdefault(int(s.job_id), []).append(s)
+        return out
+
     def task_name(self, job_id: int) -> str:
-        job: Job | None = self.history.jobs.get(job_id)
+        job = self.jobs.get(job_id)
         return job.task_name if job is not None else ""
 
     def submits_of(self, job_id: int) -> list[Submit]:
-        return [s for s in self.history.submits if s.job_id == job_id]
+        return list(self._submits.get(job_id, []))
 
 
 def worker_of(run: Run) -> str | None:

@@ -99,6 +99,20 @@ def job_pattern(job_id: int) -> re.Pattern[str]:
     return re.compile(rf"(?i)\bjob(?:_id)?\W{{0,3}}{n}\b|\w\[{n}\]")
 
 
+ANY_JOB = re.compile(r"(?i)\bjob(?:_id)?\W{0,3}(\d+)\b|\w\[(\d+)\]")
+
+
+def mentions(logs: Mapping[str, list[LogLine]]) -> dict[int, list[LogLine]]:
+    """Job id -> every line, from every process, that names it (one pass over the logs)."""
+    out: dict[int, list[LogLine]] = {}
+    for lines in logs.values():
+        for line in lines:
+            ids = {int(a or b) for a, b in ANY_JOB.findall(line.text)}
+            for job_id in ids:
+                out.setdefault(job_id, []).append(line)
+    return out
+
+
 def lines_naming(logs: Mapping[str, list[LogLine]], job_id: int) -> list[LogLine]:
     """Every line, from every process, that names ``job_id``."""
     pattern = job_pattern(job_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.report import charts, story
 from harness.report.history import Loaded
-from harness.report.logs import LogLine, ended_with_error, last_problems
+from harness.report.logs import LogLine, ended_with_error, last_problems, mentions
 from harness.report.results import ACCOUNTING_COUNTS, PHASES
 
 Json = dict[str, Any]
@@ -765,9 +765,10 @@ def _stories(s: Mapping[str, Any], loaded: Loaded | None, logs: Logs) -> str:
         "duplicated jobs are open.</p>",
     ]
     t0 = loaded.t0
+    named = mentions(logs)
     for j in jobs[:MAX_STORIES]:
         verdict = why.get(j)
-        lines = story.story(loaded, j, logs, paths, verdict)
+        lines = story.story(loaded, j, logs, paths, verdict, named)
         items = []
         for ln in lines:
             t = f"t+{ln.t - t0:.3f} s" if ln.t is not None else ""
@@ -787,7 +788,7 @@ def _stories(s: Mapping[str, Any], loaded: Loaded | None, logs: Logs) -> str:
         out.append(
             f'<details class="story {esc(verdict or "ok")}" id="{job_anchor(s["scenario"], j)}"'
             f"{is_open}><summary><b>job {esc(j)}</b>{label}: {len(runs)} run(s), "
-            f"{esc(loaded.history.jobs[j].status if j in loaded.history.jobs else 'no row')}"
+            f"{esc(loaded.jobs[j].status if j in loaded.jobs else 'no row')}"
             f'</summary><ol class="story">{"".join(items)}</ol></details>'
         )
     if len(jobs) > MAX_STORIES:

@@ -72,12 +72,12 @@ def _fault_hits(f: Fault, workers: set[str]) -> bool:
 def job_window(loaded: Loaded, job_id: int) -> tuple[float, float]:
     """From the job's first record to its last (the scenario's end when it never finished)."""
     times = [s.t_invoke for s in loaded.submits_of(job_id)]
-    times += [e.at for e in loaded.history.events_by_job().get(job_id, [])]
+    times += [e.at for e in loaded.events_by_job.get(job_id, [])]
     runs = loaded.runs.get(job_id, [])
     if not times:
         return loaded.t0, loaded.t_end
     last = max(times)
-    job = loaded.history.jobs.get(job_id)
+    job = loaded.jobs.get(job_id)
     if job is None or job.status not in ("succeeded", "failed", "cancelled", "aborted"):
         last = loaded.t_end
     if runs and runs[-1].end is None:
@@ -91,8 +91,12 @@ def story(
     logs: Mapping[str, list[LogLine]],
     log_paths: Mapping[str, str],
     verdict: str | None = None,
+    named: Mapping[int, list[LogLine]] | None = None,
 ) -> list[Line]:
-    """Everything about ``job_id`` in time order (untimed log lines after timed ones)."""
+    """Everything about ``job_id`` in time order (untimed log lines after timed ones).
+
+    ``named``: :func:`harness.report.logs.mentions` of ``logs``, when already computed.
+    """
     h = loaded.history
     lines: list[Line] = []
     for s in loaded.submits_of(job_id):
@@ -116,7 +120,7 @@ def story(
         else:
             lines.append(Line(None, "run", f"run {run.number} {ending}", bad))
     covered = {"started", "succeeded", "failed", "deferred_for_retry", "aborted"}
-    for e in h.events_by_job().get(job_id, []):
+    for e in loaded.events_by_job.get(job_id, []):
         if e.type == "deferred":
             lines.append(Line(e.at, "event", "queued (deferred)"))
         elif e.type == "scheduled":
@@ -124,7 +128,7 @@ def story(
         elif e.type not in covered:
             lines.append(Line(e.at, "event", f"event {e.type}"))
     lo, hi = job_window(loaded, job_id)
-    for f in h.faults:
+    for f in loaded.faults:
         end = f.end if f.end is not None else loaded.t_end
         if f.start > hi or end < lo:
             continue
@@ -136,7 +140,7 @@ def story(
             )
         else:
             lines.append(Line(None, "fault", f"fault never closed: {_fault_text(f)}", hits))
-    for o in h.observations():
+    for o in loaded.observations:
         lines.extend(_observation(o, job_id, lo, hi))
     for name, parsed in logs.items():
         for ln in parsed:
@@ -148,7 +152,7 @@ def story(
         exit_line = _unexpected_exit(name, parsed, lo, hi, workers)
         if exit_line is not None:
             lines.append(exit_line)
-    for ln in lines_naming(logs, job_id):
+    for ln in named.get(job_id, []) if named is not None else lines_naming(logs, job_id):
         lines.append(
             Line(
                 ln.t,
@@ -169,7 +173,7 @@ def story(
                     f"joke {getattr(r, 'joke_id', '?')} stored for this job (job_effects row)",
                 )
             )
-    job = h.jobs.get(job_id)
+    job = loaded.jobs.get(job_id)
     final = (
         f"final state in the database: {job.status}, {job.attempts} attempt(s) recorded"
         if job is not None

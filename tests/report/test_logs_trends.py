@@ -8,7 +8,14 @@ from pathlib import Path
 
 from harness.report import trends
 from harness.report.__main__ import junit_skips
-from harness.report.logs import ended_with_error, job_pattern, last_problems, parse_log
+from harness.report.logs import (
+    ended_with_error,
+    job_pattern,
+    last_problems,
+    lines_naming,
+    mentions,
+    parse_log,
+)
 
 T = 1_790_000_000.0
 
@@ -44,6 +51,15 @@ def test_job_mentions_match_the_job_and_no_other() -> None:
         assert nine.search(text), text
     for text in ("Job 90: Fetching", "attempt 9/10", "Job 19: x", "ids [19]"):
         assert not nine.search(text), text
+
+
+def test_one_pass_index_agrees_with_the_per_job_pattern() -> None:
+    texts = ["Job 9: Fetching", "job #10 and job_id=9", "fetch_joke[11] ok", "Job 90", "x"]
+    logs = {"w1": parse_log("w1", [f"{_stamp(i)} INFO s: {t}\n" for i, t in enumerate(texts)])}
+    index = mentions(logs)
+    assert sorted(index) == [9, 10, 11, 90]
+    for job_id, found in index.items():
+        assert found == lines_naming(logs, job_id)
 
 
 def test_an_exit_on_an_error_is_told_from_a_clean_stop() -> None:
