@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +22,6 @@ class Built:
     results_json: Path
     index_html: Path
     doc: Json
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are artifacts meant to be shared
-    os.replace(tmp, path)
 
 
 def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> list[Json]:
@@ -148,8 +137,10 @@ def build(
         doc["trends"] = trends.summarise(trends.read(reports_dir / trends.FILE))
     results_json = reports_dir / "results.json"
     index_html = reports_dir / "index.html"
-    _write_atomic(results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-    _write_atomic(index_html, render.render(doc, inputs.histories, inputs.logs))
+    results.write_atomic(
+        results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+    )
+    results.write_atomic(index_html, render.render(doc, inputs.histories, inputs.logs))
     return Built(results_json, index_html, doc)
 
 

@@ -23,6 +23,9 @@ Json = dict[str, Any]
 Figure = Callable[[Mapping[str, Any], Mapping[str, Any] | None], "str | None"]
 
 NO_DUPLICATE_EXECUTION = "no_duplicate_execution"
+STALL_DETECTION = "stall_detection_latency"
+#: The seed document's bound on stalled-job detection (10 minutes).
+SEED_STALL_BOUND = 600.0
 ALL_LOAD_SCENARIOS = (
     "worker_crash",
     "network_cut",
@@ -38,7 +41,8 @@ ALL_LOAD_SCENARIOS = (
 
 def _fmt_s(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.2f} s" if abs(value) < 10 else f"{value:.1f} s"
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+        return f"{value:.{digits}f} s"
     return "?"
 
 
@@ -239,7 +243,7 @@ CLAIMS: tuple[Claim, ...] = (
         fig_recovery,
     ),
     Claim(
-        "stall_detection_latency",
+        STALL_DETECTION,
         "Maximum stalled-job detection latency: 10 minutes (the check interval)",
         "Guarantee 1",
         (("stalled_recovery", "recovery_latency"),),
@@ -422,6 +426,8 @@ def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
         evidence = [
             ev for name, inv in pairs if name in real and (ev := _evidence(claim, real[name], inv))
         ]
+        if claim.key == STALL_DETECTION:
+            evidence = [_against_seed_bound(ev, real[ev["scenario"]]) for ev in evidence]
         missing = [n for n in dict.fromkeys(n for n, _ in pairs) if n not in real]
         out.append(
             _entry(claim.key, claim.text, claim.section, claim.note, evidence, tested_by, missing)
@@ -435,13 +441,39 @@ def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
     return out
 
 
+def _against_seed_bound(evidence: Json, scenario: Mapping[str, Any]) -> Json:
+    """The claim states the seed's 10-minute bound: a pass against the run's own budget proves
+    it only when the recoveries carry that bound (``seed_bound``, the checker's) and meet it."""
+    if evidence["verdict"] != "pass":
+        return evidence
+    recs = [r for r in scenario.get("recoveries") or [] if isinstance(r, Mapping)]
+    bounds = [r.get("seed_bound") for r in recs]
+    if not recs or not all(isinstance(b, int | float) for b in bounds):
+        return {
+            **evidence,
+            "verdict": "unknown",
+            "figure": f"{evidence['figure']}; measured against the run's budget, not the "
+            f"seed's {SEED_STALL_BOUND / 60:.0f}-minute bound: not the property claimed",
+        }
+    worst = max(float(r["latency"] or 0.0) for r in recs)
+    bound = min(float(b) for b in bounds)  # type: ignore[arg-type]
+    verdict = (
+        "pass" if worst <= bound and all(r.get("latency") is not None for r in recs) else "fail"
+    )
+    return {
+        **evidence,
+        "verdict": verdict,
+        "figure": f"{evidence['figure']}; seed's bound {_fmt_s(bound)}",
+    }
+
+
 def _duplicate_execution(
     claim: Claim, real: Mapping[str, Mapping[str, Any]], tested_by: Sequence[str]
 ) -> Json:
     """Refuted as stated by any duplicated execution, with the count per scenario."""
     evidence: list[Json] = []
     names = list(dict.fromkeys(n.split("/", 1)[0] for n in tested_by))
-    ran = [n for n in names if n in real]
+    ran = sorted(real)  # a duplicated execution counts wherever it happened
     total = 0
     for name in ran:
         acc = real[name].get("accounting") or {}

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report.results import outcome_counts_as
+from harness.report.results import outcome_counts_as, write_atomic
 
 Json = dict[str, Any]
 FILE = "trends.jsonl"
@@ -68,9 +68,7 @@ def record(reports_dir: Path, doc: Mapping[str, Any]) -> list[Json]:
     path = reports_dir / FILE
     mine = snapshot(doc)
     lines = [x for x in read(path) if x.get("run") != mine["run"]] + [mine]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(x, default=str) + "\n" for x in lines), "utf-8")
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(x, default=str) + "\n" for x in lines))
     return lines
 
 
