@@ -83,7 +83,12 @@ class Browser:
         self._buf = b""
         self._next = 0
         self.events: list[dict[str, Any]] = []
-        self.session = self._attach()
+        self.session = ""
+        try:
+            self.session = self._attach()
+        except BaseException:
+            self.close()  # never leave a browser behind
+            raise
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buf:
@@ -107,7 +112,7 @@ class Browser:
         """Send one command and wait for its answer; events seen meanwhile are kept."""
         self._next += 1
         msg: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
-        if session and getattr(self, "session", None):
+        if session and self.session:
             msg["sessionId"] = self.session
         self._out.write(json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + self.timeout
