@@ -67,7 +67,7 @@ details.story.lost,details.story.unexpected{border:2px solid var(--bad)}
 details.story.duplicated{border:2px dashed var(--unk)}
 details.story:target{outline:3px solid var(--link);outline-offset:3px}
 ol.story{list-style:none;padding:0;margin:6px 0;font-size:13px}
-ol.story li{display:grid;grid-template-columns:7.5em 5.5em minmax(0,1fr);gap:2px 8px;
+ol.story li{display:grid;grid-template-columns:7em 8em minmax(0,1fr);gap:2px 8px;
 padding:2px 0;border-bottom:1px solid #eef1f4}
 ol.story li.bad{background:var(--bad-bg)}
 ol.story .t{font-variant-numeric:tabular-nums;white-space:nowrap;color:var(--muted)}
