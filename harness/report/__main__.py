@@ -39,6 +39,31 @@ def junit_failures(path: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+def junit_skips(path: Path) -> list[dict[str, str]]:
+    """Skipped scenario tests in a junit.xml: ``{scenario, test, reason}``."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    out: list[dict[str, str]] = []
+    for case in root.iter("testcase"):
+        classname = case.get("classname") or ""
+        skipped = case.find("skipped")
+        if skipped is None or not classname.startswith("scenarios."):
+            continue
+        name = case.get("name") or ""
+        test = name.split("[", 1)[0].removeprefix("test_")
+        reason = (skipped.get("message") or skipped.text or "skipped").strip()
+        out.append(
+            {
+                "scenario": test,
+                "test": f"{classname.replace('.', '/')}.py::{name}",
+                "reason": reason,
+            }
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Rebuild ``results.json`` and ``index.html`` from ``results/`` and ``histories/``
     (and failed scenario tests recorded in ``junit.xml``, as the pytest plugin does).
@@ -61,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    built = build(reports_dir, failures=junit_failures(reports_dir / "junit.xml"))
+    junit = reports_dir / "junit.xml"
+    built = build(reports_dir, failures=junit_failures(junit), skipped=junit_skips(junit))
     print("\n".join(summary_lines(built)))
     return 0 if built.doc["verdict"] == "pass" else 1
 

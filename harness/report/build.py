@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.report import claims, render, results, runinfo
-from harness.report.history import History, load_history
+from harness.report import claims, render, results, runinfo, trends
+from harness.report.history import Loaded, load_history
+from harness.report.logs import LogLine, read_log
 
 Json = dict[str, Any]
 
@@ -23,15 +22,6 @@ class Built:
     results_json: Path
     index_html: Path
     doc: Json
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are artifacts meant to be shared
-    os.replace(tmp, path)
 
 
 def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> list[Json]:
@@ -68,13 +58,31 @@ def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> 
     return out
 
 
+@dataclass
+class Inputs:
+    """What the page is drawn from besides the document: histories and process logs."""
+
+    histories: dict[str, Loaded | None]
+    logs: dict[str, dict[str, list[LogLine]]]
+
+
+def _logs(reports_dir: Path, entry: Mapping[str, Any]) -> dict[str, list[LogLine]]:
+    out: dict[str, list[LogLine]] = {}
+    for name, rel in (entry.get("logs") or {}).items():
+        parsed = read_log(str(name), reports_dir / str(rel))
+        if parsed is not None:
+            out[str(name)] = parsed
+    return out
+
+
 def assemble(
     reports_dir: Path,
     run: Mapping[str, Any] | None = None,
     since: float | None = None,
     failures: Mapping[str, tuple[str, str]] | None = None,
-) -> tuple[Json, dict[str, History | None]]:
-    """The results document plus each scenario's history (``None`` when missing)."""
+    skipped: list[Json] | None = None,
+) -> tuple[Json, Inputs]:
+    """The results document plus each scenario's history (``None`` when missing) and logs."""
     recorded_runs, raw = results.load_results(reports_dir / "results", since)
     raw = apply_failures(raw, failures or {})
     base: Json = dict(run or {})
@@ -84,18 +92,25 @@ def assemble(
         base["git_commit"] = runinfo.git_commit()
     merged = runinfo.merge_run(base, recorded_runs)
     doc = results.result_document(merged, raw)
-    histories: dict[str, History | None] = {}
+    histories: dict[str, Loaded | None] = {}
+    logs: dict[str, dict[str, list[LogLine]]] = {}
     for s in doc["scenarios"]:
-        path = reports_dir / s["history"]
-        histories[s["scenario"]] = load_history(path)
+        histories[s["scenario"]] = load_history(reports_dir / s["history"])
+        logs[s["scenario"]] = _logs(reports_dir, s)
     versions = doc["run"]["versions"]
     if versions.get("toxiproxy") is None:
         flavours = sorted(
-            {str(h.meta["toxiproxy"]) for h in histories.values() if h and h.meta.get("toxiproxy")}
+            {
+                str(h.history.meta.toxiproxy)
+                for h in histories.values()
+                if h and h.history.meta and h.history.meta.toxiproxy != "unknown"
+            }
         )
         versions["toxiproxy"] = " / ".join(flavours) or None
+    ran = {s["scenario"] for s in doc["scenarios"]}
+    doc["skipped"] = [x for x in skipped or [] if x.get("scenario") not in ran]
     doc["claims"] = claims.evaluate(doc["scenarios"])
-    return doc, histories
+    return doc, Inputs(histories, logs)
 
 
 def build(
@@ -103,19 +118,29 @@ def build(
     run: Mapping[str, Any] | None = None,
     since: float | None = None,
     failures: Mapping[str, tuple[str, str]] | None = None,
+    skipped: list[Json] | None = None,
 ) -> Built:
-    """Write ``results.json`` and ``index.html`` into ``reports_dir``.
+    """Write ``results.json`` and ``index.html`` into ``reports_dir`` and record the run in
+    ``trends.jsonl``.
 
     ``run`` carries what the caller knows (seed, backend, profile, times, command); missing
     values come from the scenarios' own result files and from this machine. ``since`` keeps
     only result files written at or after that epoch time (the current pytest session);
-    ``failures``: see :func:`apply_failures`.
+    ``failures``: see :func:`apply_failures`; ``skipped``: ``{scenario, test, reason}`` of
+    scenario tests pytest skipped.
     """
-    doc, histories = assemble(reports_dir, run, since, failures)
+    doc, inputs = assemble(reports_dir, run, since, failures, skipped)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    if doc["scenarios"]:
+        doc["trends"] = trends.summarise(trends.record(reports_dir, doc))
+    else:
+        doc["trends"] = trends.summarise(trends.read(reports_dir / trends.FILE))
     results_json = reports_dir / "results.json"
     index_html = reports_dir / "index.html"
-    _write_atomic(results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-    _write_atomic(index_html, render.render(doc, histories))
+    results.write_atomic(
+        results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+    )
+    results.write_atomic(index_html, render.render(doc, inputs.histories, inputs.logs))
     return Built(results_json, index_html, doc)
 
 
@@ -127,13 +152,22 @@ def summary_lines(built: Built) -> list[str]:
         f"bulletproof: {doc['verdict'].upper()} - {len(doc['scenarios'])} scenario(s): "
         f"{c['pass']} pass, {c['fail']} fail, {c['unknown']} unknown"
     )
-    if c["caught"] or c["missed"]:
-        line += f"; defects caught {c['caught']}, missed {c['missed']}"
+    m = doc["mutations"]
+    if m["total"]:
+        line += f"; defects caught {m['caught']}/{m['total']}"
     lines = [line]
+    t = doc["totals"]
+    if t["acknowledged"] is not None:
+        lines.append(
+            f"  lost {t['lost']} of {t['acknowledged']} acknowledged jobs; "
+            f"{t['duplicated_executions']} duplicated executions"
+        )
+    for x in doc.get("skipped") or []:
+        lines.append(f"  skipped {x.get('scenario')}: {x.get('reason')}")
     for s in doc["scenarios"]:
         if s["outcome"] in ("fail", "missed", "unknown"):
             failed = [v["name"] for v in s["invariants"] if v["status"] != "pass"]
-            why = s["error"] or ", ".join(failed) or "no verdict"
+            why = s["error"] or s.get("miss_reason") or ", ".join(failed) or "no verdict"
             lines.append(f"  {s['outcome']:<7} {s['scenario']}: {why.splitlines()[0][:120]}")
             lines.append(f"          replay: {s['replay']}")
     statuses = [cl["status"] for cl in doc["claims"]]

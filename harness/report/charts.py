@@ -9,33 +9,42 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
-from harness.report.history import History, fault_kind
+from harness.checker import Run
+from harness.history.records import Observation
+from harness.report.history import Loaded
 
-OUTCOME_COLOURS = {
-    "succeeded": "#2da44e",
-    "failed": "#cf222e",
-    "deferred_for_retry": "#d4a72c",
-    "retried": "#d4a72c",
-    "aborted": "#8250df",
-    "open": "#8c959f",
+# Okabe-Ito, a palette readable with every common colour-vision deficiency; each meaning
+# also has its own hatching, marker or line style so that none rests on hue alone.
+OKABE_ITO = {
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "black": "#000000",
 }
-OUTCOME_LABELS = {
-    "succeeded": "run succeeded",
-    "failed": "run failed (final)",
-    "deferred_for_retry": "run ended, retry scheduled",
-    "aborted": "run aborted",
-    "open": "run never ended",
+#: run ending -> (label, colour, hatch)
+RUN_STYLES: dict[str, tuple[str, str, str | None]] = {
+    "succeeded": ("run succeeded", OKABE_ITO["green"], None),
+    "retry": ("run failed, retry scheduled (backoff)", OKABE_ITO["orange"], ".."),
+    "requeued": ("run re-queued (stalled-job sweep or shutdown)", OKABE_ITO["sky"], "//"),
+    "failed": ("run failed for good", OKABE_ITO["vermillion"], "xx"),
+    "open": ("run never ended", OKABE_ITO["purple"], "\\\\"),
+    "overlapped": ("run overlapped another", OKABE_ITO["black"], "++"),
 }
-FAULT_COLOURS = ("#cf222e", "#0969da", "#bf8700", "#8250df", "#1b7c83", "#bc4c00")
-PASS, FAIL, NEUTRAL = "#2da44e", "#cf222e", "#57606a"
+FAULT_HATCHES = ("////", "\\\\", "xx", "..", "||", "--")
+PASS, FAIL, NEUTRAL = OKABE_ITO["green"], OKABE_ITO["vermillion"], "#6e7781"
 _RC: dict[str, Any] = {
     "svg.fonttype": "none",
     "text.parse_math": False,
@@ -93,109 +102,137 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def timeline_chart(
-    history: History, chart_id: str, highlight: Collection[object] = ()
-) -> str | None:
-    """Fault windows shaded, each job's runs as bars, and throughput underneath.
+def run_style(run: Run) -> str:
+    """The :data:`RUN_STYLES` key of a run, from the checker's own flags."""
+    if run.overlapped:
+        return "overlapped"
+    if run.end_type is None:
+        return "open"
+    if run.recovered or run.aborted:
+        return "requeued"
+    if run.end_type == "deferred_for_retry":
+        return "retry"
+    return "failed" if run.end_type in ("failed", "aborted") else "succeeded"
 
-    Jobs in ``highlight`` (e.g. lost ones) get a red marker and a red label. Jobs nobody
-    submitted (the SUT's periodic tasks) are faded and labelled with their task name, and
-    left out of the throughput.
+
+def timeline_chart(
+    loaded: Loaded,
+    chart_id: str,
+    highlight: Collection[object] = (),
+    link: Callable[[int], str] | None = None,
+) -> str | None:
+    """Fault windows (hatched, labelled), each submitted job's runs as bars (the checker's runs),
+    the SUT's periodic jobs apart in grey, cumulative counts, and ``/health`` answers.
+
+    Jobs in ``highlight`` (lost ones) get a cross and a bold label; ``link(job_id)`` makes each
+    job's label a link (to its story).
     """
-    runs = {job_id: r for job_id, r in history.runs().items() if r}
-    submits = history.of_kind("submit")
-    faults = history.faults()
-    if not runs and not submits and not faults:
+    runs = {job_id: r for job_id, r in loaded.runs.items() if r}
+    h = loaded.history
+    faults = h.faults
+    if not runs and not h.submits and not faults:
         return None
-    ours = {s["job_id"] for s in submits if isinstance(s.get("job_id"), int)} or set(runs)
-    tasks = {j.get("id"): str(j.get("task_name") or "") for j in history.of_kind("job")}
-    t0, t_end = history.t0, history.t_end
+    ours = loaded.submitted or set(runs)
+    t0, t_end = loaded.t0, loaded.t_end
     first = min((r.start for rs in runs.values() for r in rs), default=t0)
     left = min(0.0, first - t0)  # the SUT's own jobs may run before the scenario starts
     span = max(t_end - t0 - left, 1e-3)
-
-    # One row per submitted job (by id); the SUT's own jobs share one row per task name.
-    def row_key(job_id: int) -> object:
-        return job_id if job_id in ours else f"{tasks.get(job_id) or 'other jobs'}"
-
     own = sorted({j for j in runs if j in ours} | {j for j in highlight if isinstance(j, int)})
-    periodic = sorted({str(row_key(j)) for j in runs if j not in ours})
-    job_ids: list[object] = [*own, *periodic]
-    rows = {key: i for i, key in enumerate(job_ids)}
-    height = min(2.6 + 0.14 * len(job_ids), 10.0)
+    periodic_names = sorted({loaded.task_name(j) or "other" for j in runs if j not in ours})
+    rows_own = {j: i for i, j in enumerate(own)}
+    rows_periodic = {name: i for i, name in enumerate(periodic_names)}
+    health = [o for o in h.observations("health_status")]
+    height = min(1.2 + 0.2 * len(own), 9.0)
+    ratios = [height]
+    if periodic_names:
+        ratios.append(0.35 + 0.22 * len(periodic_names))
+    ratios.append(1.5)
+    if health:
+        ratios.append(0.6)
     with _rc():
-        health = [
-            o
-            for o in history.of_kind("observation")
-            if o.get("name") == "health_status" and _is_num(o.get("t"))
-        ]
-        ratios = [height, 1.6, 0.7] if health else [height, 1.6]
-        fig = _figure(11, sum(ratios))
-        axes = fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios)
-        top, bottom = axes[0], axes[1]
+        fig = _figure(11, sum(ratios) + 0.6)
+        axes = list(fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios))
+        top = axes[0]
+        periodic_ax = axes[1] if periodic_names else None
+        counts_ax = axes[2] if periodic_names else axes[1]
         seen: set[str] = set()
         for job_id, job_runs in runs.items():
-            y = rows[row_key(job_id)]
+            mine = job_id in ours
+            ax = top if mine else periodic_ax
+            if ax is None:
+                continue
+            y = rows_own[job_id] if mine else rows_periodic[loaded.task_name(job_id) or "other"]
             for run in job_runs:
                 end = run.end if run.end is not None else t_end
-                outcome = run.outcome if run.outcome in OUTCOME_COLOURS else "open"
-                outcome = "deferred_for_retry" if outcome == "retried" else outcome
-                seen.add(outcome)
-                top.broken_barh(
+                key = run_style(run) if mine else "periodic"
+                _label, colour, hatch = RUN_STYLES.get(key, ("periodic", "#bfc5cc", None))
+                if mine:
+                    seen.add(key)
+                ax.broken_barh(
                     [(run.start - t0, max(end - run.start, span / 800))],
                     (y - 0.36, 0.72),
-                    facecolors=OUTCOME_COLOURS[outcome],
-                    edgecolors="#cf222e" if run.end is None else "none",
-                    hatch="///" if run.end is None else None,
-                    linewidth=0.6,
-                    alpha=1.0 if job_id in ours else 0.4,
+                    facecolors=colour if mine else "#d0d7de",
+                    edgecolors="#24292f" if hatch else "none",
+                    hatch=hatch,
+                    linewidth=0.4,
                 )
         for lost_id in highlight:
-            if isinstance(lost_id, int) and lost_id in rows:
-                top.plot([t_end - t0], [rows[lost_id]], marker="X", color=FAIL, markersize=7)
+            if isinstance(lost_id, int) and lost_id in rows_own:
+                top.plot([t_end - t0], [rows_own[lost_id]], marker="X", color=FAIL, markersize=8)
         kinds: dict[str, str] = {}
         label_tf = blended_transform_factory(top.transData, top.transAxes)
         for n, fault in enumerate(faults):
-            start = fault.get("start")
-            if not isinstance(start, int | float):
-                continue
-            end_raw = fault.get("end")
-            end = float(end_raw) if isinstance(end_raw, int | float) else t_end
-            kind = fault_kind(fault)
-            colour = kinds.setdefault(kind, FAULT_COLOURS[len(kinds) % len(FAULT_COLOURS)])
+            end = fault.end if fault.end is not None else t_end
+            kind = fault.kind_
+            hatch = kinds.setdefault(kind, FAULT_HATCHES[len(kinds) % len(FAULT_HATCHES)])
             for ax in axes:
-                ax.axvspan(start - t0, end - t0, color=colour, alpha=0.13, linewidth=0)
-                ax.axvline(start - t0, color=colour, linewidth=0.8, alpha=0.7)
+                ax.axvspan(
+                    fault.start - t0,
+                    end - t0,
+                    facecolor="#f6f8fa",
+                    edgecolor="#8c959f",
+                    hatch=hatch,
+                    linewidth=0,
+                    alpha=0.6,
+                    zorder=0,
+                )
+                ax.axvline(fault.start - t0, color="#24292f", linewidth=0.7, linestyle="--")
             top.text(
-                start - t0,
-                1.005 + 0.045 * (n % 2),
-                f"{kind} {fault.get('target') or ''}".strip(),
+                fault.start - t0,
+                1.005 + 0.06 * (n % 2),
+                f"{kind} {fault.target}".strip(),
                 transform=label_tf,
                 fontsize=7,
-                color=colour,
+                color="#24292f",
                 clip_on=False,
                 va="bottom",
             )
-        top.set_ylim(-0.8, max(len(job_ids), 1) - 0.2)
+        top.set_ylim(-0.8, max(len(own), 1) - 0.2)
         top.invert_yaxis()
-        if len(job_ids) <= 30:
-            top.set_yticks(range(len(job_ids)), [str(k) for k in job_ids])
-            for label, key in zip(top.get_yticklabels(), job_ids, strict=True):
-                if key in highlight:
-                    label.set_color(FAIL)
-                    label.set_fontweight("bold")
-                elif isinstance(key, str):
-                    label.set_color(NEUTRAL)
-                    label.set_fontsize(7)
+        if len(own) <= 40:
+            top.set_yticks(range(len(own)), [str(j) for j in own])
+            for tick, job_id in zip(top.get_yticklabels(), own, strict=True):
+                if link is not None:
+                    tick.set_url(link(job_id))
+                if job_id in highlight:
+                    tick.set_color(FAIL)
+                    tick.set_fontweight("bold")
         else:
             top.set_yticks([])
-        top.set_ylabel(f"submitted jobs ({len(own)}, by id)" if own else "jobs")
+        top.set_ylabel(f"submitted jobs ({len(own)})")
         handles: list[Any] = [
-            Patch(facecolor=OUTCOME_COLOURS[k], label=OUTCOME_LABELS[k])
-            for k in OUTCOME_LABELS
+            Patch(facecolor=RUN_STYLES[k][1], hatch=RUN_STYLES[k][2], label=RUN_STYLES[k][0])
+            for k in RUN_STYLES
             if k in seen
         ]
-        handles += [Patch(facecolor=c, alpha=0.3, label=f"fault: {k}") for k, c in kinds.items()]
+        handles += [
+            Patch(facecolor="#f6f8fa", edgecolor="#8c959f", hatch=hatch, label=f"fault: {k}")
+            for k, hatch in kinds.items()
+        ]
+        if highlight:
+            handles.append(
+                Line2D([], [], marker="X", color=FAIL, linestyle="none", label="lost job")
+            )
         if handles:
             top.legend(
                 handles=handles,
@@ -204,56 +241,70 @@ def timeline_chart(
                 fontsize=8,
                 frameon=False,
             )
-        _throughput(bottom, history, t0, left, span, ours)
+        if periodic_ax is not None:
+            periodic_ax.set_ylim(-0.8, len(periodic_names) - 0.2)
+            periodic_ax.invert_yaxis()
+            periodic_ax.set_yticks(range(len(periodic_names)), periodic_names, fontsize=7)
+            for tick in periodic_ax.get_yticklabels():
+                tick.set_color(NEUTRAL)
+            periodic_ax.set_ylabel("internal\nperiodic", fontsize=7, color=NEUTRAL)
+        _cumulative(counts_ax, loaded, t0, ours)
         if health:
-            _health(axes[2], health, t0)
+            _health(axes[-1], health, t0)
         axes[-1].set_xlim(left, left + span * 1.01)
-        axes[-1].set_xlabel("seconds since scenario start")
+        axes[-1].set_xlabel("seconds since the scenario started")
         return to_svg(fig, chart_id)
 
 
-def _throughput(
-    ax: Any, history: History, t0: float, left: float, span: float, ours: Collection[object]
-) -> None:
-    width = max(span / 60, 0.25)
-    nbins = max(int(span / width) + 1, 1)
-    events = [e for e in history.of_kind("job_event") if e.get("job_id") in ours]
+def _cumulative(ax: Any, loaded: Loaded, t0: float, ours: Collection[int]) -> None:
+    """Cumulative counts (submitted, succeeded, failed for good): exact on small runs, where
+    rate bins would turn 2 jobs into "8 jobs/s"."""
+    events = [e for e in loaded.history.events if e.job_id in ours]
     series = {
-        "submitted": [
-            s["t_invoke"] for s in history.of_kind("submit") if _is_num(s.get("t_invoke"))
-        ],
-        "succeeded": [
-            e["at"] for e in events if e.get("type") == "succeeded" and _is_num(e.get("at"))
-        ],
-        "failed": [e["at"] for e in events if e.get("type") == "failed" and _is_num(e.get("at"))],
+        "submitted": ([s.t_invoke for s in loaded.history.submits], "-", "o"),
+        "succeeded": ([e.at for e in events if e.type == "succeeded"], "--", "^"),
+        "failed for good": ([e.at for e in events if e.type == "failed"], ":", "v"),
     }
-    colours = {"submitted": "#0969da", "succeeded": PASS, "failed": FAIL}
-    edges = [left + i * width for i in range(nbins + 1)]
-    for name, times in series.items():
+    colours = {"submitted": OKABE_ITO["blue"], "succeeded": PASS, "failed for good": FAIL}
+    for name, (times, style, marker) in series.items():
         if not times:
             continue
-        counts = [0] * nbins
-        for t in times:
-            counts[min(max(int((t - t0 - left) / width), 0), nbins - 1)] += 1
-        rates = [c / width for c in counts]
-        ax.stairs(rates, edges, color=colours[name], label=f"{name}/s", linewidth=1.2)
-    ax.set_ylabel("submitted jobs/s")
+        xs = sorted(t - t0 for t in times)
+        ys = list(range(1, len(xs) + 1))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color=colours[name],
+            linestyle=style,
+            linewidth=1.4,
+            marker=marker if len(xs) <= 40 else None,
+            markersize=3.5,
+            label=f"{name} ({len(xs)})",
+        )
+    ax.set_ylabel("jobs so far")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 
 
-def _health(ax: Any, samples: Sequence[Mapping[str, Any]], t0: float) -> None:
-    """``/health`` samples as a strip: green 200, red anything else (null: no answer)."""
-    for ok in (True, False):
-        xs = [float(o["t"]) - t0 for o in samples if (o.get("value") == 200) == ok]
+def _health(ax: Any, samples: Sequence[Observation], t0: float) -> None:
+    """``/health`` answers as a strip: 200 a tick, another status a cross, no answer a ring."""
+    groups = (
+        ("/health 200", lambda v: v == 200, "|", PASS, 120),
+        ("/health not 200", lambda v: v is not None and v != 200, "x", FAIL, 40),
+        ("/health no answer", lambda v: v is None, "o", "#24292f", 30),
+    )
+    for label, keep, marker, colour, size in groups:
+        xs = [o.t - t0 for o in samples if keep(o.value)]
         if xs:
             ax.scatter(
                 xs,
                 [0] * len(xs),
-                marker="|",
-                s=120,
-                color=PASS if ok else FAIL,
-                label="/health 200" if ok else "/health not 200",
+                marker=marker,
+                s=size,
+                color=colour,
+                label=label,
+                facecolors="none" if marker == "o" else colour,
             )
     ax.set_yticks([])
     ax.set_ylabel("/health", rotation=0, ha="right", va="center")
@@ -335,6 +386,7 @@ def backoff_chart(
                     ys,
                     s=18,
                     color=PASS if ok else FAIL,
+                    marker="o" if ok else "X",
                     zorder=3,
                     label="observed (within)" if ok else "observed (outside)",
                 )
@@ -366,7 +418,10 @@ def recovery_chart(recoveries: Sequence[Mapping[str, Any]], chart_id: str) -> st
                 continue
             latency = float(r["latency"])
             colour = NEUTRAL if budget is None else PASS if latency <= budget else FAIL
-            ax.barh(y, latency, color=colour, height=0.6)
+            over = budget is not None and latency > budget
+            ax.barh(y, latency, color=colour, height=0.6, hatch="xx" if over else None)
+            if over:
+                ax.text(latency, y, "  over budget", va="center", color=FAIL)
         budgets = [
             (y, float(r["budget"]))
             for y, r in zip(ys, recs, strict=True)

@@ -56,6 +56,14 @@ def failure_text(report: pytest.TestReport) -> str:
     return f"{headline}\n\n{tail}" if tail and tail != headline else headline
 
 
+def skip_reason(report: pytest.TestReport) -> str:
+    """Why pytest skipped a test (its ``pytest.skip`` message)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "skipped")
+
+
 class ReportPlugin:
     """Collects scenario test outcomes and builds the report when the session ends."""
 
@@ -64,6 +72,7 @@ class ReportPlugin:
         self.started = time.time()
         self.ran: set[str] = set()
         self.failures: dict[str, tuple[str, str]] = {}
+        self.skipped: list[dict[str, str]] = []
         self.built: Built | str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -72,6 +81,10 @@ class ReportPlugin:
             return
         module, test = found
         self.ran.add(report.nodeid)
+        if report.skipped:
+            self.skipped.append(
+                {"scenario": test, "test": report.nodeid, "reason": skip_reason(report)}
+            )
         if report.failed:
             entry = f"{report.nodeid} ({report.when}): {failure_text(report)}"
             prior = self.failures.get(test)
@@ -84,7 +97,11 @@ class ReportPlugin:
         reports = Path(self.config.getoption("--reports-dir"))
         try:
             self.built = build(
-                reports, run=self.run_info(), since=self.started - 0.001, failures=self.failures
+                reports,
+                run=self.run_info(),
+                since=self.started - 0.001,
+                failures=self.failures,
+                skipped=self.skipped,
             )
         except Exception as exc:  # a broken report must not hide the test results themselves
             self.built = f"bulletproof: could not build the report in {reports}: {exc!r}"

@@ -12,9 +12,11 @@ with verdict ``unknown`` and an ``error`` naming the file, so the report still r
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -404,3 +406,24 @@ def result_document(run: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]
         "mutations": mutation_score(scenarios),
         "scenarios": scenarios,
     }
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory, so a reader
+    never sees half a file; readable by all (reports are artifacts meant to be shared)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_result(path: Path, document: Mapping[str, Any]) -> Path:
+    """Write a result document (from :func:`result_document`) as JSON, atomically."""
+    return write_atomic(path, json.dumps(document, indent=1, default=str) + "\n")

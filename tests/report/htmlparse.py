@@ -74,9 +74,9 @@ def parse(html: str) -> ReportParser:
     return parser
 
 
-def table_after_header(parser: ReportParser, first_header: str) -> Table:
-    """The first table whose first row starts with ``first_header``."""
+def table_with(parser: ReportParser, *headers: str) -> Table:
+    """The first table whose header row starts with ``headers``."""
     for t in parser.tables:
-        if t.rows and t.rows[0] and t.rows[0][0] == first_header:
+        if t.rows and t.rows[0][: len(headers)] == list(headers):
             return t
-    raise AssertionError(f"no table with first header {first_header!r}")
+    raise AssertionError(f"no table with headers {headers}")

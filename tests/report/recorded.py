@@ -70,6 +70,50 @@ def _write(
     (reports / "results" / f"{name}.json").write_text(json.dumps(doc, indent=1), "utf-8")
 
 
+HOSTILE_LOG = "<b>bold</b> & <script>x()</script>"
+#: Synthetic process logs in the SUT's format (system/__main__.py): (seconds after T0,
+#: level, logger, message); ``None`` as the time writes the harness's start marker.
+NETWORK_CUT_LOGS: dict[str, list[tuple[float | None, str, str, str]]] = {
+    "w1": [
+        (None, "", "", "--- harness: start #1 of w1: python -m system worker --name w1"),
+        (0.01, "INFO", "system.worker", "bulletproof: worker ready name=w1"),
+        (0.66, "INFO", "system.tasks", "Job 206: Fetching joke (attempt 1/5)"),
+        (0.76, "INFO", "system.tasks", "Job 207: Fetching joke (attempt 1/5)"),
+        (1.25, "WARNING", "system.tasks", "Job 206: joke API unreachable: connection reset"),
+        (1.3, "WARNING", "system.db", f"pool: connection lost {HOSTILE_LOG}"),
+        (1.31, "ERROR", "system.worker", "worker stopped (db); DEFECT no-db-supervision: exiting"),
+    ],
+    "api": [
+        (None, "", "", "--- harness: start #1 of api: python -m system api --no-worker"),
+        (0.02, "INFO", "system.api", "listening on 127.0.0.1:8000"),
+        (0.61, "INFO", "system.api", "deferred job 206"),
+        (3.9, "INFO", "system.api", "SIGTERM: stopping the API"),
+    ],
+}
+
+
+def write_logs(
+    reports: Path, scenario: str, logs: dict[str, list[tuple[float | None, str, str, str]]]
+) -> dict[str, str]:
+    """Write process logs under ``logs/<scenario>/`` and return the entry's ``logs`` map."""
+    import datetime as dt
+
+    out: dict[str, str] = {}
+    for name, lines in logs.items():
+        rel = f"logs/{scenario}/{name}.log"
+        text = []
+        for at, level, logger, message in lines:
+            if at is None:
+                text.append(message)
+                continue
+            stamp = dt.datetime.fromtimestamp(T0 + at).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+            text.append(f"{stamp} {level} {logger}: {message}")
+        (reports / rel).parent.mkdir(parents=True, exist_ok=True)
+        (reports / rel).write_text("\n".join(text) + "\n", "utf-8")
+        out[name] = rel
+    return out
+
+
 def worker_crash(reports: Path, rng: random.Random) -> None:
     """Passing: a SIGKILL with two jobs in flight; both recovered and re-run (duplicates)."""
     b = HistoryBuilder(T0, "worker_crash")
@@ -160,6 +204,7 @@ def network_cut(reports: Path, rng: random.Random) -> None:
         verdicts,
         title="Network cut to the joke API",
         claims=["no_loss_network", "backoff_formula"],
+        extra={"logs": write_logs(reports, "network_cut", NETWORK_CUT_LOGS)},
     )
 
 

@@ -29,6 +29,13 @@ BETA = """
 def test_beta():
     raise RuntimeError("fixture exploded: <script>alert(3)</script>")
 """
+GAMMA = """
+import pytest
+
+
+def test_gamma():
+    pytest.skip("Docker is not available: no engine")
+"""
 UNIT = """
 def test_unit():
     assert 1 + 1 == 2
@@ -44,6 +51,7 @@ def project(tmp_path: Path) -> Path:
     for folder, name, body in (
         ("scenarios", "test_alpha.py", ALPHA),
         ("scenarios", "test_beta.py", BETA),
+        ("scenarios", "test_gamma.py", GAMMA),
         ("tests", "test_unit.py", UNIT),
     ):
         (tmp_path / folder).mkdir(exist_ok=True)
@@ -99,6 +107,13 @@ def test_failed_scenarios_still_get_a_report_and_stale_results_are_left_out(
     assert by["beta"]["verdict"] == "unknown"
     assert "fixture exploded" in by["beta"]["error"]
     assert doc["verdict"] == "unknown"
+    gamma = {
+        "scenario": "gamma",
+        "test": "scenarios/test_gamma.py::test_gamma",
+        "reason": "Docker is not available: no engine",
+    }
+    assert doc["skipped"] == [gamma]
+    assert "skipped gamma: Docker is not available: no engine" in done.stdout
     html = (project / "reports" / "index.html").read_text("utf-8")
     assert "<script>alert(3)" not in html and "&lt;script&gt;alert(3)" in html
     assert (
@@ -123,6 +138,7 @@ def test_failed_scenarios_still_get_a_report_and_stale_results_are_left_out(
     beta = next(s for s in again["scenarios"] if s["scenario"] == "beta")
     assert beta["verdict"] == "unknown"
     assert "RuntimeError: fixture exploded: <script>alert(3)</script>" in beta["error"]
+    assert again["skipped"] == [gamma]  # the skip comes back from junit.xml too
 
 
 def test_runs_without_scenarios_write_nothing(project: Path) -> None:

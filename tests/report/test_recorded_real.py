@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.checker import runs_by_job
+from harness.history import read_history
 from harness.report import build
-from tests.report.htmlparse import parse, table_after_header
+from harness.report.history import load_history
+from tests.report.htmlparse import parse, table_with
 
 DATA = Path(__file__).parent / "data" / "recorded-seed11"
 MUTANT = "worker_crash__defect_no_stall_recovery"
@@ -32,15 +35,23 @@ def test_verdicts_from_real_runs(rendered: tuple[Path, dict, str]) -> None:
     assert doc["counts"]["missed"] == 1 and doc["counts"]["pass"] == 3
     (miss,) = doc["mutations"]["missed"]
     assert miss["scenario"] == MUTANT and "names no invariant" in miss["reason"]
-    table = table_after_header(page, "scenario")
+    table = table_with(page, "scenario", "verdict")
     assert {r[0]: r[1] for r in table.rows[1:]} == {
-        "graceful_shutdown": "pass",
-        "stalled_recovery": "pass",
-        "worker_crash": "pass",
+        "graceful_shutdown": "✓ pass",
+        "stalled_recovery": "✓ pass",
+        "worker_crash": "✓ pass",
     }
-    mutation = next(r for t in page.tables for r in t.rows if r and r[0] == MUTANT)
-    assert mutation[3] == "fail" and mutation[-1] == "DEFECT NOT DETECTED"
+    mutation = table_with(page, "scenario", "defect").rows[1]
+    assert mutation[0] == MUTANT and mutation[3] == "✗ fail"
+    assert mutation[-1].startswith("✗ DEFECT NOT DETECTED")
     assert {"queue_accounting", "recovery_latency"} <= set(mutation[4].split(", "))
+
+
+def test_the_report_draws_the_runs_the_checker_judged() -> None:
+    for path in sorted((DATA / "histories").glob("*.jsonl")):
+        loaded = load_history(path)
+        assert loaded is not None and loaded.bad_lines == 0
+        assert loaded.runs == runs_by_job(read_history(path)), path.name
 
 
 def test_every_scenario_has_a_timeline_and_lost_jobs_have_open_trails(
@@ -57,7 +68,7 @@ def test_every_scenario_has_a_timeline_and_lost_jobs_have_open_trails(
     for job_id in lost:
         anchor = f"job-{MUTANT}-{job_id}"
         assert f"#{anchor}" in page.hrefs and anchor in page.ids
-        assert f'<details class="trail" id="{anchor}" open>' in html
+        assert f'<details class="story lost" id="{anchor}" open>' in html
     internal = {h[1:] for h in page.hrefs if h.startswith("#")}
     assert internal <= set(page.ids)
 

@@ -11,7 +11,7 @@ import pytest
 from harness.report import build
 from harness.report.claims import CLAIMS
 from tests.report import recorded
-from tests.report.htmlparse import ReportParser, parse, table_after_header
+from tests.report.htmlparse import ReportParser, parse, table_with
 
 RUN = {"seed": recorded.SEED, "backend": "local", "profile": "fast"}
 
@@ -32,40 +32,72 @@ def failing_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return reports
 
 
+SKIPPED = [
+    {
+        "scenario": "docker_smoke",
+        "test": "scenarios/test_docker_smoke.py::test_docker_smoke",
+        "reason": "Docker is not available: no engine",
+    }
+]
+
+
 @pytest.fixture(scope="module")
 def failing(failing_dir: Path) -> tuple[dict, ReportParser, str]:
-    built = build(failing_dir, run=RUN)
+    built = build(failing_dir, run=RUN, skipped=SKIPPED)
     html = built.index_html.read_text("utf-8")
     return built.doc, parse(html), html
 
 
 def test_passing_run_reads_bulletproof_with_the_defect_caught(passing: tuple) -> None:
-    doc, page, _ = passing
+    doc, page, html = passing
     assert doc["verdict"] == "pass"
     assert doc["counts"] == {"pass": 2, "fail": 0, "unknown": 0, "caught": 1, "missed": 0}
+    assert doc["mutations"] == {"caught": 1, "total": 1, "missed": []}
     assert "BULLETPROOF" in "".join(page.text)
-    banner_classes = [c for c in page.classes if c in ("pass", "fail", "unknown")]
-    assert banner_classes[0] == "pass"
-    mutations = table_after_header(page, "scenario")  # the verdict table comes first
-    assert [r[0] for r in mutations.rows[1:]] == ["backoff_schedule", "worker_crash"]
-    mutation_rows = [r for t in page.tables for r in t.rows if r and r[-1].startswith("checker")]
-    assert mutation_rows == [
+    assert '<div class="banner pass" id="verdict">' in html
+    table = table_with(page, "scenario", "defect", "must fail")
+    assert table.rows[1:] == [
         [
             "idempotency__defect_plain-insert",
             "plain-insert",
             "no_duplicate_effects",
-            "fail",
+            "✗ fail",
             "no_duplicate_effects",
-            "checker caught the defect",
+            "✓ checker caught the defect",
         ]
     ]
+    assert "Mutation score: 1 of 1 deliberate defects caught" in "".join(page.text)
+
+
+def test_banner_leads_with_failures_losses_and_skips(failing: tuple) -> None:
+    doc, page, html = failing
+    assert doc["verdict"] == "fail"
+    banner = html[html.index('id="verdict"') : html.index("</nav>")]
+    # failing first, each linked to its section; the lost jobs linked to their stories
+    assert banner.index("network_cut") < banner.index("database_drop")
+    assert '<a href="#s-network_cut"><b>network_cut</b></a>' in banner
+    assert 'href="#job-network_cut-206"' in banner and 'href="#job-network_cut-207"' in banner
+    # whole-run figures: lost of acknowledged, duplicated executions, mutation score, claims
+    totals = doc["totals"]
+    assert (totals["lost"], totals["acknowledged"]) == (2, 24)
+    assert "<b>2 of 24</b>acknowledged jobs lost (whole run)" in banner
+    assert f"<b>{totals['duplicated_executions']}</b>duplicated executions" in banner
+    assert "<b>1 of 1</b>defects caught (mutation score)" in banner
+    assert "claims proven;" in banner
+    # the skipped scenario is listed with its reason, not silently dropped
+    assert "docker_smoke</b>: Docker is not available: no engine" in banner
+    assert doc["skipped"] == SKIPPED
+    assert table_with(page, "scenario", "test", "reason").rows[1][2] == SKIPPED[0]["reason"]
+    # scenario sections: failing first
+    order = [i[2:] for i in page.ids if i.startswith("s-")]
+    assert order.index("network_cut") < order.index("database_drop") < order.index("worker_crash")
 
 
 def test_verdict_table_is_scenario_by_invariant(failing: tuple) -> None:
-    doc, page, _ = failing
-    table = table_after_header(page, "scenario")
+    _, page, _ = failing
+    table = table_with(page, "scenario", "verdict")
     header = table.rows[0]
-    assert header[:2] == ["scenario", "verdict"] and header[-1] == "duration"
+    assert header[-1] == "duration"
     assert set(header[2:-1]) == {
         "queue accounting",
         "no duplicate effects",
@@ -73,23 +105,17 @@ def test_verdict_table_is_scenario_by_invariant(failing: tuple) -> None:
         "attempt count",
         "recovery latency",
     }
-    rows = {r[0]: r for r in table.rows[1:]}
-    cells = {name: dict(zip(header, row, strict=True)) for name, row in rows.items()}
-    assert set(rows) == {"backoff_schedule", "database_drop", "network_cut", "worker_crash"}
-    assert rows["network_cut"][1] == "fail"
-    assert [cells["network_cut"][k] for k in header[2:-1]] == [
-        {"queue accounting": "fail", "no duplicate effects": "pass", "retry schedule": "fail"}.get(
-            k, "pass" if k != "recovery latency" else "·"
-        )
-        for k in header[2:-1]
-    ]
-    assert rows["database_drop"][1] == "unknown"
-    assert rows["worker_crash"][1:3] == ["pass", "pass"]
-    assert doc["verdict"] == "fail"
-    assert "NOT BULLETPROOF" in "".join(page.text)
+    cells = {r[0]: dict(zip(header, r, strict=True)) for r in table.rows[1:]}
+    assert set(cells) == {"backoff_schedule", "database_drop", "network_cut", "worker_crash"}
+    assert cells["network_cut"]["verdict"] == "✗ fail"
+    assert cells["network_cut"]["queue accounting"] == "✗ fail"
+    assert cells["network_cut"]["retry schedule"] == "✗ fail"
+    assert cells["network_cut"]["no duplicate effects"] == "✓ pass"
+    assert cells["network_cut"]["recovery latency"] == "·"
+    assert cells["database_drop"]["verdict"] == "? unknown"
 
 
-def test_claims_table_lists_every_seed_claim_untested_ones_included(failing: tuple) -> None:
+def test_claims_are_honest(failing: tuple) -> None:
     doc, page, _ = failing
     rows = {
         rid: row
@@ -98,36 +124,88 @@ def test_claims_table_lists_every_seed_claim_untested_ones_included(failing: tup
         if rid and rid.startswith("claim-")
     }
     assert set(rows) == {f"claim-{c.key}" for c in CLAIMS}
-    assert rows["claim-queueing_lock_periodic"][0] == "untested"
-    assert rows["claim-no_loss_network"][0] == "fail"
-    assert rows["claim-no_loss_worker_crash"][0] == "pass"
-    assert (
-        "12 acknowledged: 12 succeeded, 0 failed explicitly, 0 lost"
-        in (rows["claim-no_loss_worker_crash"][3])
+    claims = {c["key"]: c for c in doc["claims"]}
+    assert claims["queueing_lock_periodic"]["status"] == "untested"
+    assert "not tested in this run" in rows["claim-queueing_lock_periodic"][0]
+    # a failing figure leads with the failure
+    assert claims["no_loss_network"]["status"] == "fail"
+    assert claims["no_loss_network"]["evidence"][0]["figure"].startswith(
+        "jobs 206, 207 lost, 2 of 8 acknowledged"
     )
-    # each invariant's evidence shows its own kind of figure
-    automatic = next(c for c in doc["claims"] if c["key"] == "no_loss_worker_crash")
-    assert automatic["evidence"][0]["figure"].startswith("12 acknowledged")
-    recovery = next(c for c in doc["claims"] if c["key"] == "stalled_recovery")
-    figure = recovery["evidence"][0]["figure"]
-    assert "recovered in" in figure and "budget 2.30 s" in figure
+    assert claims["no_loss_worker_crash"]["status"] == "pass"
+    assert claims["no_loss_worker_crash"]["evidence"][0]["figure"].startswith("12 acknowledged")
+    # refuted as stated, with the count per scenario, next to what is proven instead
+    dup = claims["no_duplicate_execution"]
+    assert dup["status"] == "fail"
+    assert [(e["scenario"], e["figure"]) for e in dup["evidence"]] == [
+        ("worker_crash", "2 duplicated executions (jobs 106, 107)")
+    ]
+    assert dup["see_also"] == ["no_duplicate_effects", "complete_or_fail", "justified_reruns"]
+    # proven only when every scenario it names ran: complete_or_fail names nine
+    complete = claims["complete_or_fail"]
+    assert complete["status"] == "fail"  # network_cut lost jobs
+    assert "system_restart" in complete["missing"]
+    recovery = claims["stalled_recovery"]
+    assert recovery["status"] == "unknown"  # passed in worker_crash; stalled_recovery not run
+    assert recovery["missing"] == ["stalled_recovery"]
+    assert "budget 2.30 s" in recovery["evidence"][0]["figure"]
     # a mutation run is never evidence for a claim
     assert all("__defect_" not in ev["scenario"] for c in doc["claims"] for ev in c["evidence"])
 
 
-def test_lost_and_duplicated_ids_link_to_their_event_trails(failing: tuple) -> None:
-    _, page, _ = failing
+def test_lost_job_story_is_open_and_explains_the_loss(failing: tuple) -> None:
+    _, _, html = failing
+    anchor = "job-network_cut-206"
+    start = html.index(f'id="{anchor}"')
+    opening = html[html.rindex("<details", 0, start) : html.index(">", start) + 1]
+    assert " open>" in opening and "lost" in opening
+    body = html[start : html.index("</details>", start)]
+    text = re.sub(r"<[^>]+>", " ", body)
+    # chronological, relative times, submission, the run, the faults, log lines from processes
+    times = [float(t) for t in re.findall(r"t\+(-?\d+\.\d{3}) s", text)]
+    assert times == sorted(times) and len(times) >= 6
+    assert "submitted through the API" in text
+    assert "run 1 started" in text and "never ended" in text
+    assert "fault starts: reset_peer on jokeapi" in text
+    assert "Job 206: Fetching joke (attempt 1/5)" in text  # w1's log
+    assert "deferred job 206" in text  # the API's log
+    assert "w1 started (start #1)" in text
+    assert "w1 exited on an error: ERROR system.worker: worker stopped (db)" in text
+    assert 'href="logs/network_cut/w1.log"' in body
+    assert "final state in the database" in text
+    # a job that went well has a closed story
+    ok = html[html.rindex("<details", 0, html.index('id="job-network_cut-200"')) :]
+    assert ok.startswith('<details class="story ok" id="job-network_cut-200">')
+
+
+def test_a_process_that_died_shows_its_last_errors_inline(failing: tuple) -> None:
+    _, _, html = failing
+    section = html[html.index('id="s-network_cut"') : html.index('id="s-database_drop"')]
+    assert "w1 exited unexpectedly" in section
+    assert "DEFECT no-db-supervision: exiting" in section
+    assert "api exited unexpectedly" not in section
+    assert 'logs: <a href="logs/network_cut/api.log">api</a>' in section
+
+
+def test_every_job_link_has_a_target_and_ids_are_unique(failing: tuple) -> None:
+    _, page, html = failing
     internal = [h[1:] for h in page.hrefs if h.startswith("#")]
     missing = sorted(set(internal) - set(page.ids))
     assert not missing, f"links without a target: {missing}"
     assert len(page.ids) == len(set(page.ids)), "duplicate ids"
-    assert "job-network_cut-206" in internal and "job-network_cut-207" in internal
-    assert "job-worker_crash-106" in internal  # duplicated execution
-    trail = next(
-        t for t in page.tables if any("206" in c and "started" in c for r in t.rows for c in r)
-    )
-    kinds = [r[1] for r in trail.rows[1:]]
-    assert kinds[:3] == ["submit", "job_event", "job_event"] and kinds[-1] == "job"
+    assert "job-network_cut-206" in internal and "job-worker_crash-106" in internal
+    # job ids in the checker's evidence are links too
+    assert 'job <a href="#job-network_cut-206">206</a>' in html
+    # the timeline's job labels link to the stories
+    assert 'xlink:href="#job-network_cut-206"' in html or 'href="#job-network_cut-206"' in html
+
+
+def test_glossary_beside_the_accounting(failing: tuple) -> None:
+    _, _, html = failing
+    section = html[html.index('id="accounting"') : html.index('id="trends"')]
+    for term in ("acknowledged", "lost", "unknown", "recovered", "unexpected"):
+        assert f"<dt>{term}" in section
+    assert "<dt>duplicated execution</dt>" in section and "<dt>duplicate effect</dt>" in section
 
 
 def test_charts_are_inline_svg_per_scenario(failing: tuple) -> None:
@@ -151,6 +229,7 @@ def test_charts_are_inline_svg_per_scenario(failing: tuple) -> None:
 def test_page_is_self_contained(failing: tuple) -> None:
     _, page, html = failing
     assert page.srcs == []
+    assert "default-src 'none'" in html  # the page may make no request of its own
     assert "link" not in page.tags and "script" not in page.tags and "iframe" not in page.tags
     external = [h for h in page.hrefs if "://" in h]
     assert external == []
@@ -163,6 +242,8 @@ def test_hostile_outside_text_is_escaped(failing: tuple) -> None:
     assert recorded.HOSTILE_JOKE not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
+    assert recorded.HOSTILE_LOG not in html  # a log line, shown inline: escaped too
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;x()&lt;/script&gt;" in html
     # the parser sees the hostile text as text, intact
     text = "".join(page.text)
     assert "<script>alert(1)</script>" in text
@@ -182,6 +263,8 @@ def test_results_json_has_the_documented_keys(failing: tuple, failing_dir: Path)
         "mutations",
         "scenarios",
         "claims",
+        "skipped",
+        "trends",
     }
     assert set(on_disk["run"]) >= {
         "seed",
@@ -211,6 +294,10 @@ def test_results_json_has_the_documented_keys(failing: tuple, failing_dir: Path)
         "retry_delays",
         "recoveries",
         "claims",
+        "expected_failing",
+        "phases",
+        "calibration",
+        "logs",
     }
     for s in on_disk["scenarios"]:
         assert keys <= set(s), s["scenario"]
@@ -236,3 +323,16 @@ def test_math_and_markup_in_chart_labels_stay_literal(tmp_path: Path) -> None:
     html = build(tmp_path).index_html.read_text("utf-8")
     assert "latency $x^2$ &lt;b&gt;" in html
     assert "1 unreadable line(s) in the history were skipped" in html
+
+
+def test_trends_appear_from_the_second_run_on(tmp_path: Path) -> None:
+    recorded.write_passing(tmp_path)
+    first = build(tmp_path, run={**RUN, "started_at": 1.0}).index_html.read_text("utf-8")
+    assert "This is the first run recorded in" in first
+    recorded.write_failing(tmp_path)
+    built = build(tmp_path, run={**RUN, "started_at": 2.0})
+    page = parse(built.index_html.read_text("utf-8"))
+    rows = {r[0]: r for r in table_with(page, "scenario", "passed").rows[1:]}
+    assert rows["worker_crash"][1:3] == ["2 of 2", "✓ ✓"]
+    assert rows["network_cut"][1:3] == ["0 of 1", "✗"]
+    assert built.doc["trends"]["window"] == 2

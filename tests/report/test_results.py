@@ -77,7 +77,7 @@ def test_mutation_score_and_totals_in_the_document() -> None:
     assert doc["verdict"] == "fail"
 
 
-def test_scenario_entry_builds_from_checker_verdicts() -> None:
+def test_scenario_entry_builds_from_checker_verdicts(tmp_path: Path) -> None:
     from harness.checker import Verdict
 
     acc = Verdict("queue_accounting", "pass", "ok", {"acknowledged": 3, "lost": 0})
@@ -115,6 +115,11 @@ def test_scenario_entry_builds_from_checker_verdicts() -> None:
     # the entry written to a file reads back unchanged
     doc = results.result_document({"seed": 5}, [entry, broken])
     assert doc["scenarios"][1] == entry
+    path = results.write_result(tmp_path / "results" / "network_cut.json", doc)
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in path.parent.iterdir()] == ["network_cut.json"]  # no temp left
+    run, raw = results.load_results(path.parent)
+    assert results.result_document(run[0], raw) == json.loads(json.dumps(doc))
     try:
         results.scenario_entry(name="x", title="x", seed=1, verdicts=[], expected_verdict="ok")
     except ValueError as exc:
@@ -244,6 +249,7 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
             _scenario("idempotency", claims=["queueing_lock_periodic", "made_up_claim"]),
             {
                 "scenario": "worker_crash__defect_x",
+                "defect": "x",
                 "invariants": [{"name": "queue_accounting", "status": "fail", "summary": "lost 3"}],
             },
         ],
@@ -261,7 +267,9 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
     out = {c["key"]: c for c in claims.evaluate(doc["scenarios"])}
     assert out["no_loss_worker_crash"]["status"] == "untested"  # the mutation is no evidence
     assert out["queueing_lock_periodic"]["status"] == "pass"  # declared by the scenario
-    assert out["no_duplicate_effects"]["status"] == "pass"
+    # proven only when every scenario it names ran: worker_crash did not
+    assert out["no_duplicate_effects"]["status"] == "unknown"
+    assert out["no_duplicate_effects"]["missing"] == ["worker_crash"]
     assert out["made_up_claim"]["note"].startswith("claim key 'made_up_claim' is not in")
     assert out["made_up_claim"]["evidence"] == [
         {
@@ -277,6 +285,56 @@ def test_claims_untested_without_evidence_and_declared_keys_count(tmp_path: Path
 
 
 def test_assemble_without_results_is_unknown(tmp_path: Path) -> None:
-    doc, histories = assemble(tmp_path, run={"seed": 1})
-    assert doc["verdict"] == "unknown" and doc["scenarios"] == [] and histories == {}
+    doc, inputs = assemble(tmp_path, run={"seed": 1})
+    assert doc["verdict"] == "unknown" and doc["scenarios"] == [] and inputs.histories == {}
     assert all(c["status"] == "untested" for c in doc["claims"])
+
+
+def _stall(recoveries: list[dict]) -> dict:
+    doc = results.result_document(
+        {},
+        [
+            {
+                "scenario": "stalled_recovery",
+                "invariants": [{"name": "recovery_latency", "status": "pass", "summary": "ok"}],
+                "recoveries": recoveries,
+            }
+        ],
+    )
+    return next(
+        c for c in claims.evaluate(doc["scenarios"]) if c["key"] == "stall_detection_latency"
+    )
+
+
+def test_stall_detection_is_proven_only_against_the_seeds_bound() -> None:
+    budget_only = _stall([{"what": "kill", "job_id": 1, "latency": 2.0, "budget": 3.0}])
+    assert budget_only["status"] == "unknown"
+    assert "not the property claimed" in budget_only["evidence"][0]["figure"]
+    within = _stall([{"job_id": 1, "latency": 2.0, "budget": 3.0, "seed_bound": 600.0}])
+    assert within["status"] == "pass" and "seed's bound 600 s" in within["evidence"][0]["figure"]
+    beyond = _stall([{"job_id": 1, "latency": 700.0, "budget": 900.0, "seed_bound": 600.0}])
+    assert beyond["status"] == "fail"
+
+
+def test_duplicated_executions_refute_the_claim_wherever_they_happen() -> None:
+    doc = results.result_document(
+        {},
+        [
+            _scenario("health_monitoring", "pass", accounting={"duplicated_executions": 3}),
+            _scenario("idempotency", "pass", accounting={"duplicated_executions": 0}),
+        ],
+    )
+    out = {c["key"]: c for c in claims.evaluate(doc["scenarios"])}
+    dup = out["no_duplicate_execution"]
+    assert dup["status"] == "fail"
+    assert dup["figure"] == "refuted as stated: 3 duplicated executions in this run"
+    assert [(e["scenario"], e["figure"]) for e in dup["evidence"]] == [
+        ("health_monitoring", "3 duplicated executions")
+    ]
+    none = results.result_document({}, [_scenario("idempotency", "pass", accounting={})])
+    quiet = next(
+        c for c in claims.evaluate(none["scenarios"]) if c["key"] == "no_duplicate_execution"
+    )
+    assert quiet["status"] == "unknown" and "at-least-once by design" in quiet["figure"]
+    nothing = next(c for c in claims.evaluate([]) if c["key"] == "no_duplicate_execution")
+    assert nothing["status"] == "untested"
