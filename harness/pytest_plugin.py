@@ -105,7 +105,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         try:
             for entry in json.loads(path.read_text(encoding="utf-8")).get("scenarios", []):
                 phases = entry.get("phases") or {}
-                rows.append((float(entry.get("duration") or 0.0), entry["scenario"], phases))
+                rows.append((float(entry.get("duration") or 0.0), str(entry["scenario"]), phases))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if not rows:
@@ -116,5 +116,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"suite wall time {time.time() - started:.1f}s; {len(rows)} scenarios, slowest first:"
     )
     for duration, name, phases in rows:
-        parts = ", ".join(f"{k} {float(v):.1f}" for k, v in phases.items())
+        parts = ", ".join(f"{k} {float(v):.1f}" for k, v in phases.items() if v is not None)
         terminalreporter.write_line(f"  {duration:6.1f}s  {name}  ({parts})")

@@ -24,7 +24,6 @@ of the invariants it names.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,7 +46,13 @@ from harness.history.store import HistoryWriter
 from harness.logs import latest_run_worker
 from harness.nemesis import Nemesis
 from harness.profiles import Profile
-from harness.report.results import replay_command, result_document, run_block, scenario_entry
+from harness.report.results import (
+    replay_command,
+    result_document,
+    run_block,
+    scenario_entry,
+    write_result,
+)
 from harness.stack import Stack
 from harness.vocabulary import TERMINAL_STATUSES, JobStatus, ObservationName
 from harness.wait import WaitTimeout, wait_for
@@ -355,7 +360,7 @@ class ScenarioRun:
             postgresql=pg_version,
             toxiproxy=self.stack.toxiproxy.flavour if self.stack.toxiproxy else None,
         )
-        write_json(self.result_path, result_document(run, [entry]))
+        write_result(self.result_path, result_document(run, [entry]))
         return entry
 
     def _judge(self, verdicts: Sequence[Verdict]) -> None:
@@ -411,14 +416,6 @@ def calibrate_stack(sc: ScenarioRun) -> Calibration:
 
 #: Used only to size the client's /health timeout before the calibration has run.
 _NO_CALIBRATION = Calibration(samples=0, pickup_p50=0.0, pickup_max=0.0)
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write ``document`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
 
 
 class _ScenarioBlock:
@@ -498,7 +495,9 @@ def scenario(
                     logs={},
                 )
                 run = run_block(seed=seed, backend=backend, profile=profile, started_at=time.time())
-                write_json(reports_dir / "results" / f"{name}.json", result_document(run, [entry]))
+                write_result(
+                    reports_dir / "results" / f"{name}.json", result_document(run, [entry])
+                )
                 raise
             return ScenarioRun(
                 name=name,

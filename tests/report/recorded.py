@@ -20,7 +20,7 @@ HOSTILE_JOKE = "<script>alert(1)</script> Chuck Norris counts to infinity & beyo
 HOSTILE_ERROR = 'WaitTimeout: <img src=x onerror="alert(2)"> worker never said ready & died'
 T0 = 1_790_000_000.0
 SEED = 4242
-BASE, MAX_DELAY, TOL = 0.2, 2.0, 0.15
+BASE, MAX_DELAY, TOL = 0.2, 2.0, 0.09  # tolerance below half the base delay
 
 
 def _run_block(started: float, finished: float) -> Json:
@@ -131,13 +131,8 @@ def worker_crash(reports: Path, rng: random.Random) -> None:
         b.fetch(f"joke-{job_id}", start + 0.1)
     b.fault("kill", "worker:w1", 1.2, 1.25, signal="SIGKILL")
     h = b.build(6.0)
-    budget = checker.stall_recovery_budget(
-        heartbeat_interval=0.5,
-        stall_threshold=1.0,
-        check_interval=0.5,
-        poll_interval=0.1,
-        slack=0.2,
-    )
+    # heartbeat + threshold + check interval + poll + tolerance (harness/budgets.py)
+    budget = 0.5 + 1.0 + 0.5 + 0.1 + 0.2
     verdicts = [
         checker.check_queue_accounting(h, expected_status="succeeded"),
         checker.check_no_duplicate_effects(h),
