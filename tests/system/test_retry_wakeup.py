@@ -80,7 +80,7 @@ def test_job_requeued_by_a_shutdown_is_taken_at_once_by_another_worker(
     jokeapi.slow(6.0, count=1)
     [job_id] = sut.defer()
     sut.wait_status([job_id], {"doing"}, timeout=10)
-    sut.worker("w2")
+    second = sut.worker("w2")
     first.signal(signal.SIGTERM)
     assert first.wait_exit(timeout=15) == 0
     sut.wait_status([job_id], {"succeeded"}, timeout=15)
@@ -89,7 +89,8 @@ def test_job_requeued_by_a_shutdown_is_taken_at_once_by_another_worker(
     requeued = next(t for kind, t in events if kind == "deferred_for_retry")
     restarted = [t for kind, t in events if kind == "started"][1]
     print(f"\nre-queued job started again after {restarted - requeued:.3f}s (poll {POLL})")
-    assert restarted - requeued <= LATE, events
+    # far below the 5 s poll (typically 0.01-0.03 s); loose for a loaded 2-core machine
+    assert restarted - requeued <= 1.0, (events, first.tail(15), second.tail(15))
 
 
 def test_waker_sends_what_procrastinates_insert_trigger_sends(sut: Sut) -> None:
