@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -37,6 +38,8 @@ SCHEDULED_FETCH_TASK = "scheduled_fetch_random_joke"
 STALLED_TASK = "retry_stalled_jobs"
 HEALTH_TASK = "health_check_task"
 QUEUES = ("api_calls", "default")
+#: Key of the worker session's shared ``httpx.AsyncClient`` in the job context.
+HTTP_CLIENT_KEY = "http_client"
 
 #: What makes `fetch_and_cache_joke` retry: an unwell API, the network, a timeout (the
 #: seed's list forgets `TimeoutError`, which `asyncio.timeout` raises) and a database that
@@ -167,12 +170,27 @@ def register_tasks(app: App, settings: Settings) -> None:
         return {"workers": workers, "heartbeat_age": age, **figures}
 
 
+@contextlib.asynccontextmanager
+async def http_client(context: JobContext) -> AsyncIterator[httpx.AsyncClient]:
+    """The worker session's shared client (connections reused), else one for this run.
+
+    The worker puts its client in the job context under :data:`HTTP_CLIENT_KEY`; timeouts
+    are per request (``system.jokes.HTTP_TIMEOUT``), so sharing changes no error handling.
+    """
+    shared = context.additional_context.get(HTTP_CLIENT_KEY)
+    if isinstance(shared, httpx.AsyncClient) and not shared.is_closed:
+        yield shared
+        return
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
 def _then(last: bool, *, retry: bool) -> str:
     return ", giving up" if last or not retry else ", will retry"
 
 
 async def _fetch_and_store(context: JobContext, settings: Settings, category: str | None) -> str:
-    async with httpx.AsyncClient() as client:
+    async with http_client(context) as client:
         row = await fetch_joke(client, settings.api_base_url, category)
     row["job_id"] = context.job.id
     plain_insert = Defect.PLAIN_INSERT in settings.defects

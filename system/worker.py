@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import psycopg
 import psycopg_pool
 from procrastinate import App, PsycopgConnector
@@ -38,8 +39,16 @@ from procrastinate.worker import Worker
 from system import db
 from system.defects import Defect
 from system.durations import format_duration
+from system.jokes import HTTP_TIMEOUT
 from system.settings import Settings
-from system.tasks import HEALTH_TASK, QUEUES, SCHEDULED_FETCH_TASK, STALLED_TASK, build_app
+from system.tasks import (
+    HEALTH_TASK,
+    HTTP_CLIENT_KEY,
+    QUEUES,
+    SCHEDULED_FETCH_TASK,
+    STALLED_TASK,
+    build_app,
+)
 from system.waker import RetryAwareJobManager, RetryWaker
 
 logger = logging.getLogger("system.worker")
@@ -172,6 +181,8 @@ class Supervisor:
         """One pool + app + Procrastinate worker. Returns why it ended (None: stop request)."""
         settings = self.settings
         pool = await db.open_worker_pool(settings, self.name, self.application_name)
+        # one client per session: its connections to the joke API are reused across runs
+        http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         side_tasks: list[asyncio.Task[Any]] = []
         run_task: asyncio.Task[None] | None = None
         try:
@@ -197,6 +208,7 @@ class Supervisor:
                 update_heartbeat_interval=settings.worker_heartbeat_interval,
                 # prune only workers whose jobs count as stalled anyway
                 stalled_worker_timeout=settings.stalled_job_threshold,
+                additional_context={HTTP_CLIENT_KEY: http},
             )
             if self._stop is None or self._stop.is_set():
                 return None
@@ -250,6 +262,9 @@ class Supervisor:
             if leftovers:
                 await asyncio.wait(leftovers, timeout=2.0)
             await db.close_pool(pool, timeout=2.0)
+            closing = asyncio.create_task(http.aclose(), name="close http client")
+            closing.add_done_callback(db.retrieve_outcome)
+            await asyncio.wait({closing}, timeout=2.0)
 
     async def _wait_registered(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
         # Worker.run() registers the worker row first, then starts fetching: `worker_id`

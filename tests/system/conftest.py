@@ -6,6 +6,7 @@ with the ``fast`` timing profile, and reads the database directly to check outco
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from harness.fakeapi.client import FakeApiClient
+from harness.postgres import LocalPostgres
 from harness.processes import ManagedProcess, ReadyCheck, log_line
 from harness.profiles import FAST
 from harness.wait import wait_for
@@ -161,6 +163,18 @@ class Sut:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.close()
+
+
+@pytest.fixture
+def local_pg(postgres: LocalPostgres) -> Iterator[LocalPostgres]:
+    """The session's server, for tests that stop it; always running again afterwards."""
+    if os.environ.get("PROCRASTINATE_DATABASE_URL"):
+        pytest.skip("stops the server: needs the test session's own PostgreSQL")
+    try:
+        yield postgres
+    finally:
+        if not postgres.is_running():
+            postgres.start()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ Timings come from the ``fast`` profile (base delay 0.2 s, heartbeat 0.2 s, stall
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -220,18 +218,6 @@ def test_sigterm_finishes_or_requeues_and_leaves_nothing_doing(
     # the re-queued jobs run again on the next worker
     sut.worker("w2")
     sut.wait_status(slow, {"succeeded"}, timeout=15)
-
-
-@pytest.fixture
-def local_pg(postgres: LocalPostgres) -> Iterator[LocalPostgres]:
-    """The session's server, for tests that stop it; always running again afterwards."""
-    if os.environ.get("PROCRASTINATE_DATABASE_URL"):
-        pytest.skip("stops the server: needs the test session's own PostgreSQL")
-    try:
-        yield postgres
-    finally:
-        if not postgres.is_running():
-            postgres.start()
 
 
 def test_worker_survives_a_postgres_restart(
