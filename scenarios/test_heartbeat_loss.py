@@ -54,12 +54,19 @@ def lose_heartbeats(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
             timeout=budgets.health_recover(p, cal),
             what="/health to say 200 at the start",
         )
-        with sc.nemesis.heartbeats_rejected():
+        # Held until a heartbeat write was rejected and for three heartbeat intervals, so
+        # that every writer (Procrastinate's heartbeat task, the watchdog) meets the error.
+        with sc.nemesis.heartbeats_rejected() as window:
+            began = time.time()
             sc.hold_until(
-                lambda: probe.heartbeat_rejections(sc.stack.db_dsn) >= 2,
+                lambda: (
+                    probe.heartbeat_rejections(sc.stack.db_dsn) >= 1
+                    and time.time() - began >= 3 * p.worker_heartbeat_interval
+                ),
                 timeout=10 * p.worker_heartbeat_interval + 1.0,
-                what="two rejected heartbeat writes",
+                what="a rejected heartbeat write",
             )
+        sc.observe("heartbeat_rejections", window.detail.get("rejected"))
         healed = time.time()
         sc.hold_until(
             lambda: sc.saw_health(healed, healthy=True),
