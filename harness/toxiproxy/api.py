@@ -25,6 +25,7 @@ from harness.toxiproxy.proxy import (
     ERR_PROXY_ALREADY_EXISTS,
     ERR_PROXY_NOT_FOUND,
     ERR_TOXIC_NOT_FOUND,
+    POPULATE_ITEM,
     ApiError,
     Proxy,
     bind_listener,
@@ -197,11 +198,13 @@ class Api:
         if not isinstance(value, list):
             raise ERR_BAD_REQUEST_BODY.joined(
                 f"json: cannot unmarshal {gojson.json_kind(value)} into Go value of type "
-                '[]struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+                f"[]{POPULATE_ITEM}"
             )
         entries = []
         for item in value:
-            fields = parse_proxy(item, {"name": "", "listen": "", "upstream": "", "enabled": None})
+            fields = parse_proxy(
+                item, {"name": "", "listen": "", "upstream": "", "enabled": None}, POPULATE_ITEM
+            )
             entries.append(fields)
         for i, fields in enumerate(entries):
             if not fields["name"]:

@@ -49,9 +49,15 @@ ERR_INVALID_TOXIC_TYPE = ApiError("invalid toxic type", 400)
 ERR_TOXIC_ALREADY_EXISTS = ApiError("toxic already exists", 409)
 ERR_TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
 
+UPDATE_STRUCT = (
+    'struct { Attributes interface {} "json:\\"attributes\\""; '
+    'Toxicity float32 "json:\\"toxicity\\"" }'
+)
+"""Go's anonymous struct a toxic update decodes into, as its type errors name it."""
+POPULATE_ITEM = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
 PROXY_FIELDS = {"name": "string", "listen": "string", "upstream": "string", "enabled": "bool"}
 WRAPPER_FIELDS = {
-    "attributes": "object",
+    "attributes": "object:toxics.NoopToxic",
     "name": "string",
     "type": "string",
     "stream": "string",
@@ -318,7 +324,11 @@ class Proxy:
         try:
             value = gojson.loads(body)
             gojson.decode_struct(
-                value, {"attributes": "object", "toxicity": "float32"}, fields, "struct"
+                value,
+                {"attributes": f"object:toxics.{toxic.go_struct}", "toxicity": "float32"},
+                fields,
+                UPDATE_STRUCT,
+                struct_name="",
             )
             gojson.decode_struct(
                 fields.get("attributes"), type(toxic).fields, attrs, toxic.go_struct, "attributes."
@@ -360,11 +370,14 @@ def toxic_json(wrapper: ToxicWrapper) -> dict[str, Any]:
     return data
 
 
-def parse_proxy(value: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+def parse_proxy(
+    value: Any, defaults: dict[str, Any], go_type: str = "toxiproxy.Proxy"
+) -> dict[str, Any]:
     """Decode a proxy body over ``defaults`` (raises the 400 ``bad request body: ...``)."""
     fields = dict(defaults)
+    struct_name = "" if go_type == POPULATE_ITEM else None
     try:
-        gojson.decode_struct(value, PROXY_FIELDS, fields, "toxiproxy.Proxy")
+        gojson.decode_struct(value, PROXY_FIELDS, fields, go_type, struct_name=struct_name)
     except gojson.DecodeError as exc:
         raise ERR_BAD_REQUEST_BODY.joined(str(exc)) from None
     return fields
