@@ -35,8 +35,11 @@ from harness.toxiproxy.proxy import (
 
 log = logging.getLogger("harness.toxiproxy")
 
-VERSION = "2.12.0+embedded"
-"""Reported by ``GET /version``: Toxiproxy's API level plus a build tag naming this server."""
+VERSION = "2.12.0"
+"""Reported by ``GET /version``: the Toxiproxy release whose API this server speaks (clients such
+as the Ruby one parse it to choose their requests, so it carries no build tag)."""
+IMPLEMENTATION_HEADER = ("X-Toxiproxy-Implementation", "bulletproof-embedded")
+"""On ``GET /version``: tells this server from Go's Toxiproxy (clients ignore the header)."""
 
 JSON = ("Content-Type", "application/json")
 
@@ -121,27 +124,33 @@ class Api:
         self.lock = asyncio.Lock()  # Toxiproxy's ProxyCollection mutex
 
     async def handle(self, request: Request) -> Response:
-        response = await self._dispatch(request)
-        response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
-        return response
-
-    async def _dispatch(self, request: Request) -> Response:
-        path = unquote(request.target.split("?", 1)[0])
+        """Route like gorilla/mux: middlewares (request id, browser check) only run on a
+        matched route; an unknown path is a bare 404, a known one with another method a 405."""
+        path = unquote(request.target.split("?", 1)[0], errors="surrogateescape")
+        allowed = False
         for pattern, methods in _ROUTES:
             match = pattern.match(path)
             if match is None:
                 continue
-            if request.headers.get("user-agent", "").startswith("Mozilla/"):
-                return plain(403, "User agent not allowed\n")
             name = methods.get(request.method)
             if name is None:
-                return Response(405)
-            try:
-                result: Response = await getattr(self, name)(request, **match.groupdict())
-            except ApiError as err:
-                return error_response(err)
-            return result
+                allowed = True
+                continue
+            response = await self._run(request, name, match.groupdict())
+            response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
+            return response
+        if allowed:
+            return Response(405)
         return plain(404, "404 page not found\n")
+
+    async def _run(self, request: Request, name: str, params: dict[str, str]) -> Response:
+        if request.headers.get("user-agent", "").startswith("Mozilla/"):
+            return plain(403, "User agent not allowed\n")
+        try:
+            result: Response = await getattr(self, name)(request, **params)
+        except ApiError as err:
+            return error_response(err)
+        return result
 
     def _get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -216,7 +225,7 @@ class Api:
                 enabled = True if fields["enabled"] is None else fields["enabled"]
                 existing = self.proxies.get(fields["name"])
                 if existing is not None:
-                    if not await _differs(existing, fields["listen"], fields["upstream"]):
+                    if not await existing.differs(fields["listen"], fields["upstream"]):
                         created.append(existing)
                         continue
                     async with existing.lock:
@@ -296,7 +305,8 @@ class Api:
 
     async def version(self, request: Request) -> Response:
         body = f'{{"version": "{VERSION}"}}\n'.encode()
-        return Response(200, body, [("Content-Type", "application/json;charset=utf-8")])
+        headers = [("Content-Type", "application/json;charset=utf-8"), IMPLEMENTATION_HEADER]
+        return Response(200, body, headers)
 
     # -- shutdown ------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -304,38 +314,6 @@ class Api:
         for proxy in list(self.proxies.values()):
             async with proxy.lock:
                 await proxy.stop()
-
-
-async def _differs(existing: Proxy, listen: str, upstream: str) -> bool:
-    """Toxiproxy's ``Proxy.Differs``: compare the resolved listen address and the upstream."""
-    if upstream != existing.upstream:
-        return True
-    if listen == existing.listen:
-        return False
-    try:
-        _, bound = await _resolve_only(listen)
-    except ApiError:
-        return True
-    return bound != existing.listen
-
-
-async def _resolve_only(listen: str) -> tuple[None, str]:
-    """Resolve ``listen`` to the address string Go would compare (no bind)."""
-    import ipaddress
-    import socket
-
-    from harness.toxiproxy.proxy import format_addr, split_host_port
-
-    host, port = split_host_port(listen, "listen tcp")
-    try:
-        ip = ipaddress.ip_address(host or "::")
-        return None, format_addr(str(ip), port)
-    except ValueError:
-        pass
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    v4 = [i for i in infos if i[0] == socket.AF_INET]
-    info = (v4 or infos)[0]
-    return None, format_addr(str(info[4][0]), port)
 
 
 __all__ = ["VERSION", "Api", "bind_listener"]

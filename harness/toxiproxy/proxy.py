@@ -68,31 +68,56 @@ WRAPPER_FIELDS = {
 def split_host_port(address: str, op: str) -> tuple[str, int]:
     """Go's ``net.SplitHostPort`` plus a numeric port, with Go-style error text.
 
-    An empty address means every interface and a free port, as in ``net.Listen("tcp", "")``.
+    ``op`` prefixes errors as Go's ``OpError`` does (``listen tcp``); ``""`` gives the bare text
+    of ``net.ResolveTCPAddr``. An empty address means every interface and a free port, as in
+    ``net.Listen("tcp", "")``.
     """
+    prefix = f"{op}: " if op else ""
     if address == "":
         return "", 0
     if address.startswith("["):
         end = address.find("]")
         if end < 0:
-            raise ApiError(f"{op}: address {address}: missing ']' in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing ']' in address", 500)
         host, rest = address[1:end], address[end + 1 :]
         if not rest.startswith(":"):
-            raise ApiError(f"{op}: address {address}: missing port in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing port in address", 500)
         port_text = rest[1:]
     else:
         if ":" not in address:
-            raise ApiError(f"{op}: address {address}: missing port in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing port in address", 500)
         host, port_text = address.rsplit(":", 1)
         if ":" in host:
-            raise ApiError(f"{op}: address {address}: too many colons in address", 500)
+            raise ApiError(f"{prefix}address {address}: too many colons in address", 500)
     if port_text == "":
         port = 0
-    elif port_text.isdigit() and int(port_text) <= 65535:
+    elif port_text.isdigit() and port_text.isascii():
         port = int(port_text)
+        if port > 65535:
+            raise ApiError(f"{prefix}address {port_text}: invalid port", 500)
     else:
-        raise ApiError(f"{op}: lookup tcp/{port_text}: unknown port", 500)
+        raise ApiError(f"{prefix}lookup tcp/{port_text}: unknown port", 500)
     return host, port
+
+
+async def resolve_tcp_addr(address: str) -> str:
+    """Go's ``net.ResolveTCPAddr("tcp", address).String()``: the first IPv4 address of a host
+    name (else its first IPv6), ``:port`` for an empty host. Raises ``ApiError`` (500) with Go's
+    text, e.g. ``address bad: missing port in address``."""
+    host, port = split_host_port(address, "")
+    if host == "":
+        return f":{port}"
+    try:
+        return format_addr(str(ipaddress.ip_address(host)), port)
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ApiError(f"lookup {host}: no such host", 500) from None
+    v4 = [i for i in infos if i[0] == socket.AF_INET]
+    return format_addr(str((v4 or infos)[0][4][0]), port)
 
 
 def format_addr(host: str, port: int) -> str:
@@ -120,13 +145,17 @@ async def bind_listener(listen: str) -> tuple[socket.socket, str]:
         except ValueError:
             try:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror:
+            except (socket.gaierror, UnicodeError):
                 raise ApiError(f"listen tcp: lookup {host}: no such host", 500) from None
             v4 = [(int(i[0]), str(i[4][0])) for i in infos if i[0] == socket.AF_INET]
             v6 = [(int(i[0]), str(i[4][0])) for i in infos if i[0] == socket.AF_INET6]
             candidates = (v4 or v6)[:1]
     last: OSError | None = None
+    # Go names the address it tried: resolved for a host name, as given for a wildcard.
+    tried = format_addr(host, port)
     for family, addr in candidates:
+        if not wildcard:
+            tried = format_addr(addr, port)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,9 +173,7 @@ async def bind_listener(listen: str) -> tuple[socket.socket, str]:
         bound = sock.getsockname()
         return sock, format_addr(str(bound[0]), int(bound[1]))
     assert last is not None
-    raise ApiError(
-        f"listen tcp {format_addr(host, port)}: bind: {_go_errno_text(last)}", 500
-    ) from None
+    raise ApiError(f"listen tcp {tried}: bind: {_go_errno_text(last)}", 500) from None
 
 
 class _ClientSide(Side):
@@ -185,6 +212,7 @@ class Proxy:
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
+            "Logger": {},  # Go marshals the proxy's exported *zerolog.Logger as an empty object
             "toxics": [toxic_json(t) for t in self.toxics()],
         }
 
@@ -216,9 +244,17 @@ class Proxy:
         self.connections.clear()
         log.info("proxy %s stopped", self.name)
 
+    async def differs(self, listen: str, upstream: str) -> bool:
+        """Toxiproxy's ``Proxy.Differs``: the resolved ``listen`` or the upstream changed.
+
+        Raises ``ApiError`` (500) for a ``listen`` that does not resolve, before anything changes.
+        """
+        resolved = await resolve_tcp_addr(listen)
+        return resolved != self.listen or upstream != self.upstream
+
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
         """Toxiproxy's ``Proxy.Update``: address changes restart, then apply ``enabled``."""
-        if listen != self.listen or upstream != self.upstream:
+        if await self.differs(listen, upstream):
             await self.stop()
             self.listen = listen
             self.upstream = upstream
