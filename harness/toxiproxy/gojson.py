@@ -393,9 +393,10 @@ def _convert(item: Any, kind: str, where: str) -> Any:
 def to_float32(value: float) -> float:
     """Round to the nearest float32 (Toxiproxy keeps toxicity as a float32); ``OverflowError``
     when it does not fit, as Go's ``ParseFloat(s, 32)`` refuses it."""
-    if not math.isfinite(value):
+    rounded = float(struct.unpack("f", struct.pack("f", value))[0])
+    if not math.isfinite(rounded):
         raise OverflowError(value)
-    return float(struct.unpack("f", struct.pack("f", value))[0])
+    return rounded
 
 
 def _float32_text(value: float) -> str:
