@@ -6,6 +6,7 @@ Errors meant for API clients are raised as :class:`ApiError` with Toxiproxy's me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -16,6 +17,8 @@ from typing import Any
 
 from harness.toxiproxy import gojson
 from harness.toxiproxy.link import NOOP_WRAPPER, Connection, Side
+from harness.toxiproxy.splice import AVAILABLE as SPLICE
+from harness.toxiproxy.splice import SplicedConnection
 from harness.toxiproxy.toxics import (
     DOWNSTREAM,
     REGISTRY,
@@ -176,14 +179,9 @@ async def bind_listener(listen: str) -> tuple[socket.socket, str]:
     raise ApiError(f"listen tcp {tried}: bind: {_go_errno_text(last)}", 500) from None
 
 
-class _ClientSide(Side):
-    def __init__(self, proxy: Proxy) -> None:
-        super().__init__()
-        self.proxy = proxy
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.proxy._accepted(self)
+def _nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Proxy:
@@ -196,11 +194,12 @@ class Proxy:
         self.enabled = False
         self.rng = rng
         self.chains: list[list[ToxicWrapper]] = [[NOOP_WRAPPER], [NOOP_WRAPPER]]
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # on asyncio transports (toxic path)
+        self.spliced: set[SplicedConnection] = set()  # without toxics: zero-copy
         self.lock = asyncio.Lock()  # serialises start/stop/update and chain edits
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._dials: set[asyncio.Task[None]] = set()
-        self._pending: set[Side] = set()
+        self._pending: set[socket.socket] = set()
 
     # -- JSON ----------------------------------------------------------------------------------
     def toxics(self) -> list[ToxicWrapper]:
@@ -221,8 +220,8 @@ class Proxy:
         if self.enabled:
             return
         sock, bound = await bind_listener(self.listen)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ClientSide(self), sock=sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready)
+        self._listener = sock
         self.listen = bound
         self.enabled = True
         log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
@@ -231,14 +230,18 @@ class Proxy:
         if not self.enabled:
             return
         self.enabled = False
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
         for task in list(self._dials):
             task.cancel()
-        for side in list(self._pending):
-            side.abort()
+        for sock in list(self._pending):
+            sock.close()
         self._pending.clear()
+        for spliced in list(self.spliced):
+            spliced.abort()
+        self.spliced.clear()
         for conn in list(self.connections):
             conn.abort()
         self.connections.clear()
@@ -265,20 +268,50 @@ class Proxy:
                 await self.stop()
 
     # -- connections ---------------------------------------------------------------------------
-    def _accepted(self, client: _ClientSide) -> None:
-        if not self.enabled:
-            client.abort()
-            return
-        self._pending.add(client)
-        task = asyncio.get_running_loop().create_task(self._dial(client))
-        self._dials.add(task)
-        task.add_done_callback(self._dials.discard)
-
-    async def _dial(self, client: _ClientSide) -> None:
+    def _accept_ready(self) -> None:
+        """Accept what the backlog holds; dial the upstream for each client."""
         loop = asyncio.get_running_loop()
+        for _ in range(64):
+            if self._listener is None:
+                return
+            try:
+                client, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: the client waits
+                log.warning("proxy %s: accept failed: %s", self.name, exc)
+                return
+            client.setblocking(False)
+            _nodelay(client)
+            self._pending.add(client)
+            task = loop.create_task(self._dial(client))
+            self._dials.add(task)
+            task.add_done_callback(self._dials.discard)
+
+    async def _connect_upstream(self) -> socket.socket:
+        host, port = split_host_port(self.upstream, "dial tcp")
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host or "localhost", port, type=socket.SOCK_STREAM)
+        last: OSError = OSError(f"no address for {self.upstream}")
+        for family, kind, proto, _, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            _nodelay(sock)
+            return sock
+        raise last
+
+    async def _dial(self, client: socket.socket) -> None:
         try:
-            host, port = split_host_port(self.upstream, "dial tcp")
-            _, upstream = await loop.create_connection(Side, host or "localhost", port)
+            upstream = await self._connect_upstream()
         except (OSError, ApiError) as exc:
             log.warning("proxy %s: cannot reach upstream %s: %s", self.name, self.upstream, exc)
             self._pending.discard(client)
@@ -286,16 +319,46 @@ class Proxy:
             return
         except asyncio.CancelledError:
             self._pending.discard(client)
-            client.abort()
+            client.close()
             raise
         self._pending.discard(client)
+        if not self.enabled or client.fileno() < 0:
+            client.close()
+            upstream.close()
+            return
+        if SPLICE and len(self.chains[UPSTREAM]) == 1 and len(self.chains[DOWNSTREAM]) == 1:
+            spliced = SplicedConnection(client, upstream, self.spliced.discard)
+            self.spliced.add(spliced)
+            spliced.start()
+            return
+        loop = asyncio.get_running_loop()
+        client_side, upstream_side = Side(), Side()
+        try:
+            await loop.connect_accepted_socket(lambda: client_side, sock=client)
+            await loop.connect_accepted_socket(lambda: upstream_side, sock=upstream)
+        except OSError as exc:
+            log.warning("proxy %s: connection lost while set up: %s", self.name, exc)
+            client_side.abort()
+            upstream_side.abort()
+            client.close()
+            upstream.close()
+            return
+        self._join(client_side, upstream_side, opened=True)
+
+    def _join(self, client: Side, upstream: Side, *, opened: bool) -> None:
+        """Run a connection on the toxic path with the current chains."""
         if not self.enabled or client.lost:
             client.abort()
             upstream.abort()
             return
         conn = Connection(self, client, upstream)
         self.connections.add(conn)
-        conn.start(self.chains[UPSTREAM], self.chains[DOWNSTREAM])
+        conn.start(self.chains[UPSTREAM], self.chains[DOWNSTREAM], opened=opened)
+
+    async def _upgrade(self, spliced: SplicedConnection) -> None:
+        sides = await spliced.upgrade(Side)
+        if sides is not None:
+            self._join(*sides, opened=False)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -346,7 +409,11 @@ class Proxy:
         chain = self.chains[direction]
         wrapper.index = len(chain)
         chain.append(wrapper)
-        await asyncio.gather(*(link.add_toxic(wrapper, chain) for link in self._links(direction)))
+        links = self._links(direction)  # before the spliced ones join the toxic path
+        await asyncio.gather(
+            *(link.add_toxic(wrapper, chain) for link in links),
+            *(self._upgrade(spliced) for spliced in list(self.spliced)),
+        )
         return wrapper
 
     async def update_toxic(self, name: str, body: bytes) -> ToxicWrapper:
