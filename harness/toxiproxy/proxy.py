@@ -327,10 +327,14 @@ class Proxy:
             upstream.close()
             return
         if SPLICE and len(self.chains[UPSTREAM]) == 1 and len(self.chains[DOWNSTREAM]) == 1:
-            spliced = SplicedConnection(client, upstream, self.spliced.discard)
-            self.spliced.add(spliced)
-            spliced.start()
-            return
+            try:
+                spliced = SplicedConnection(client, upstream, self.spliced.discard)
+            except OSError as exc:  # no pipe (out of descriptors): the transport path instead
+                log.warning("proxy %s: no zero-copy path: %s", self.name, exc)
+            else:
+                self.spliced.add(spliced)
+                spliced.start()
+                return
         loop = asyncio.get_running_loop()
         client_side, upstream_side = Side(), Side()
         try:

@@ -163,7 +163,11 @@ class SplicedConnection:
         self.closed = False
         self.upgrading = False
         self.up = _Direction(self, client, upstream)
-        self.down = _Direction(self, upstream, client)
+        try:
+            self.down = _Direction(self, upstream, client)
+        except OSError:
+            self.up.close_pipe()
+            raise
 
     def start(self) -> None:
         self.up.start_reading()
