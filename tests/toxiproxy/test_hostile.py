@@ -171,13 +171,22 @@ objects = st.dictionaries(st.one_of(st.sampled_from(FIELD_NAMES), text), values,
 documents = st.one_of(objects, st.lists(objects, max_size=3), values)
 
 
+def _addressable(name: Any) -> Any:
+    """A name a URL path can carry (Go cannot route ``..`` or ``a/b`` either)."""
+    if isinstance(name, str) and (name in (".", "..") or "/" in name):
+        return "n"
+    return name
+
+
 def safe_listens(value: Any, pick: int) -> Any:
-    """Replace every ``listen`` value (any case) by a harmless one."""
+    """Replace every ``listen`` value (any case) by a harmless one, and unroutable names."""
     if isinstance(value, dict):
         return {
             k: (
                 SAFE_LISTENS[pick % len(SAFE_LISTENS)]
                 if k.lower() == "listen"
+                else _addressable(v)
+                if k.lower() == "name"
                 else safe_listens(v, pick)
             )
             for k, v in value.items()
@@ -200,8 +209,8 @@ def bodies(draw: st.DrawFn) -> bytes:
         raw = raw[:at] + draw(st.binary(min_size=1, max_size=3)) + raw[at:]
     elif damage == "bytes":
         raw = draw(st.binary(max_size=40))
-    if b'"listen"'.lower() in raw.lower() and damage != "none":
-        raw = raw.replace(b"isten", b"istem")  # damage must not turn a safe listen unsafe
+    if damage != "none":  # damage must not turn a safe listen unsafe, nor a name unroutable
+        raw = re.sub(rb"(?i)ame", b"ane", re.sub(rb"(?i)isten", b"istem", raw))
     return raw
 
 
