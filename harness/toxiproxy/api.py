@@ -1,8 +1,9 @@
 """Toxiproxy's HTTP API v2: routes, handlers, the proxy collection, error bodies.
 
 Follows Shopify/toxiproxy 2.12 (``api.go``, ``proxy_collection.go``) and the project's contract in
-``shared/notes/toxiproxy-api.md``. Every response carries ``X-Toxiproxy-Request-Id``; errors are
-``{"error": msg, "status": code}`` + newline as text/plain (Go's ``http.Error``).
+``shared/notes/toxiproxy-api.md``. Every response of a matched route carries
+``X-Toxiproxy-Request-Id`` (unknown routes and wrong methods do not, as with gorilla/mux); errors
+are ``{"error": msg, "status": code}`` + newline as text/plain (Go's ``http.Error``).
 """
 
 from __future__ import annotations
