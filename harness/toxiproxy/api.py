@@ -1,8 +1,9 @@
 """Toxiproxy's HTTP API v2: routes, handlers, the proxy collection, error bodies.
 
 Follows Shopify/toxiproxy 2.12 (``api.go``, ``proxy_collection.go``) and the project's contract in
-``shared/notes/toxiproxy-api.md``. Every response carries ``X-Toxiproxy-Request-Id``; errors are
-``{"error": msg, "status": code}`` + newline as text/plain (Go's ``http.Error``).
+``shared/notes/toxiproxy-api.md``. Every response of a matched route carries
+``X-Toxiproxy-Request-Id`` (unknown routes and wrong methods do not, as with gorilla/mux); errors
+are ``{"error": msg, "status": code}`` + newline as text/plain (Go's ``http.Error``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from harness.toxiproxy.proxy import (
     ERR_PROXY_ALREADY_EXISTS,
     ERR_PROXY_NOT_FOUND,
     ERR_TOXIC_NOT_FOUND,
+    POPULATE_ITEM,
     ApiError,
     Proxy,
     bind_listener,
@@ -34,8 +36,11 @@ from harness.toxiproxy.proxy import (
 
 log = logging.getLogger("harness.toxiproxy")
 
-VERSION = "2.12.0+embedded"
-"""Reported by ``GET /version``: Toxiproxy's API level plus a build tag naming this server."""
+VERSION = "2.12.0"
+"""Reported by ``GET /version``: the Toxiproxy release whose API this server speaks (clients such
+as the Ruby one parse it to choose their requests, so it carries no build tag)."""
+IMPLEMENTATION_HEADER = ("X-Toxiproxy-Implementation", "bulletproof-embedded")
+"""On ``GET /version``: tells this server from Go's Toxiproxy (clients ignore the header)."""
 
 JSON = ("Content-Type", "application/json")
 
@@ -120,27 +125,33 @@ class Api:
         self.lock = asyncio.Lock()  # Toxiproxy's ProxyCollection mutex
 
     async def handle(self, request: Request) -> Response:
-        response = await self._dispatch(request)
-        response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
-        return response
-
-    async def _dispatch(self, request: Request) -> Response:
-        path = unquote(request.target.split("?", 1)[0])
+        """Route like gorilla/mux: middlewares (request id, browser check) only run on a
+        matched route; an unknown path is a bare 404, a known one with another method a 405."""
+        path = unquote(request.target.split("?", 1)[0], errors="surrogateescape")
+        allowed = False
         for pattern, methods in _ROUTES:
             match = pattern.match(path)
             if match is None:
                 continue
-            if request.headers.get("user-agent", "").startswith("Mozilla/"):
-                return plain(403, "User agent not allowed\n")
             name = methods.get(request.method)
             if name is None:
-                return Response(405)
-            try:
-                result: Response = await getattr(self, name)(request, **match.groupdict())
-            except ApiError as err:
-                return error_response(err)
-            return result
+                allowed = True
+                continue
+            response = await self._run(request, name, match.groupdict())
+            response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
+            return response
+        if allowed:
+            return Response(405)
         return plain(404, "404 page not found\n")
+
+    async def _run(self, request: Request, name: str, params: dict[str, str]) -> Response:
+        if request.headers.get("user-agent", "").startswith("Mozilla/"):
+            return plain(403, "User agent not allowed\n")
+        try:
+            result: Response = await getattr(self, name)(request, **params)
+        except ApiError as err:
+            return error_response(err)
+        return result
 
     def _get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -197,11 +208,13 @@ class Api:
         if not isinstance(value, list):
             raise ERR_BAD_REQUEST_BODY.joined(
                 f"json: cannot unmarshal {gojson.json_kind(value)} into Go value of type "
-                '[]struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+                f"[]{POPULATE_ITEM}"
             )
         entries = []
         for item in value:
-            fields = parse_proxy(item, {"name": "", "listen": "", "upstream": "", "enabled": None})
+            fields = parse_proxy(
+                item, {"name": "", "listen": "", "upstream": "", "enabled": None}, POPULATE_ITEM
+            )
             entries.append(fields)
         for i, fields in enumerate(entries):
             if not fields["name"]:
@@ -213,7 +226,7 @@ class Api:
                 enabled = True if fields["enabled"] is None else fields["enabled"]
                 existing = self.proxies.get(fields["name"])
                 if existing is not None:
-                    if not await _differs(existing, fields["listen"], fields["upstream"]):
+                    if not await existing.differs(fields["listen"], fields["upstream"]):
                         created.append(existing)
                         continue
                     async with existing.lock:
@@ -293,7 +306,8 @@ class Api:
 
     async def version(self, request: Request) -> Response:
         body = f'{{"version": "{VERSION}"}}\n'.encode()
-        return Response(200, body, [("Content-Type", "application/json;charset=utf-8")])
+        headers = [("Content-Type", "application/json;charset=utf-8"), IMPLEMENTATION_HEADER]
+        return Response(200, body, headers)
 
     # -- shutdown ------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -301,38 +315,6 @@ class Api:
         for proxy in list(self.proxies.values()):
             async with proxy.lock:
                 await proxy.stop()
-
-
-async def _differs(existing: Proxy, listen: str, upstream: str) -> bool:
-    """Toxiproxy's ``Proxy.Differs``: compare the resolved listen address and the upstream."""
-    if upstream != existing.upstream:
-        return True
-    if listen == existing.listen:
-        return False
-    try:
-        _, bound = await _resolve_only(listen)
-    except ApiError:
-        return True
-    return bound != existing.listen
-
-
-async def _resolve_only(listen: str) -> tuple[None, str]:
-    """Resolve ``listen`` to the address string Go would compare (no bind)."""
-    import ipaddress
-    import socket
-
-    from harness.toxiproxy.proxy import format_addr, split_host_port
-
-    host, port = split_host_port(listen, "listen tcp")
-    try:
-        ip = ipaddress.ip_address(host or "::")
-        return None, format_addr(str(ip), port)
-    except ValueError:
-        pass
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    v4 = [i for i in infos if i[0] == socket.AF_INET]
-    info = (v4 or infos)[0]
-    return None, format_addr(str(info[4][0]), port)
 
 
 __all__ = ["VERSION", "Api", "bind_listener"]

@@ -82,6 +82,13 @@ class Chan:
             self._bytes += len(item.data)
         _wake(self._readers)
 
+    def push_front(self, item: Item) -> None:
+        """Put ``item`` back at the head (a toxic returning what it took but did not pass on)."""
+        self._items.appendleft(item)
+        if item is not None:
+            self._bytes += len(item.data)
+        _wake(self._readers)
+
     def get_nowait(self) -> Item:
         item = self._items.popleft()
         if item is not None:

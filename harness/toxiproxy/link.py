@@ -352,9 +352,13 @@ class Connection:
         self.closed = False
         client.conn = upstream.conn = self
 
-    def start(self, up_chain: list[ToxicWrapper], down_chain: list[ToxicWrapper]) -> None:
+    def start(
+        self, up_chain: list[ToxicWrapper], down_chain: list[ToxicWrapper], opened: bool = True
+    ) -> None:
+        """Run both links; ``opened``: a new connection (``reset_peer`` then arms SO_LINGER 0,
+        as Toxiproxy does only for connections opened after the toxic was added)."""
         for chain in (up_chain, down_chain):
-            if any(w.toxic.resets_peer for w in chain):
+            if opened and any(w.toxic.resets_peer for w in chain):
                 self.client.set_linger_zero()
                 self.upstream.set_linger_zero()
         self.up.start(up_chain)

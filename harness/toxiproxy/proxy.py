@@ -6,6 +6,7 @@ Errors meant for API clients are raised as :class:`ApiError` with Toxiproxy's me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -16,6 +17,8 @@ from typing import Any
 
 from harness.toxiproxy import gojson
 from harness.toxiproxy.link import NOOP_WRAPPER, Connection, Side
+from harness.toxiproxy.splice import AVAILABLE as SPLICE
+from harness.toxiproxy.splice import SplicedConnection
 from harness.toxiproxy.toxics import (
     DOWNSTREAM,
     REGISTRY,
@@ -49,9 +52,15 @@ ERR_INVALID_TOXIC_TYPE = ApiError("invalid toxic type", 400)
 ERR_TOXIC_ALREADY_EXISTS = ApiError("toxic already exists", 409)
 ERR_TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
 
+UPDATE_STRUCT = (
+    'struct { Attributes interface {} "json:\\"attributes\\""; '
+    'Toxicity float32 "json:\\"toxicity\\"" }'
+)
+"""Go's anonymous struct a toxic update decodes into, as its type errors name it."""
+POPULATE_ITEM = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
 PROXY_FIELDS = {"name": "string", "listen": "string", "upstream": "string", "enabled": "bool"}
 WRAPPER_FIELDS = {
-    "attributes": "object",
+    "attributes": "object:toxics.NoopToxic",
     "name": "string",
     "type": "string",
     "stream": "string",
@@ -62,31 +71,56 @@ WRAPPER_FIELDS = {
 def split_host_port(address: str, op: str) -> tuple[str, int]:
     """Go's ``net.SplitHostPort`` plus a numeric port, with Go-style error text.
 
-    An empty address means every interface and a free port, as in ``net.Listen("tcp", "")``.
+    ``op`` prefixes errors as Go's ``OpError`` does (``listen tcp``); ``""`` gives the bare text
+    of ``net.ResolveTCPAddr``. An empty address means every interface and a free port, as in
+    ``net.Listen("tcp", "")``.
     """
+    prefix = f"{op}: " if op else ""
     if address == "":
         return "", 0
     if address.startswith("["):
         end = address.find("]")
         if end < 0:
-            raise ApiError(f"{op}: address {address}: missing ']' in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing ']' in address", 500)
         host, rest = address[1:end], address[end + 1 :]
         if not rest.startswith(":"):
-            raise ApiError(f"{op}: address {address}: missing port in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing port in address", 500)
         port_text = rest[1:]
     else:
         if ":" not in address:
-            raise ApiError(f"{op}: address {address}: missing port in address", 500)
+            raise ApiError(f"{prefix}address {address}: missing port in address", 500)
         host, port_text = address.rsplit(":", 1)
         if ":" in host:
-            raise ApiError(f"{op}: address {address}: too many colons in address", 500)
+            raise ApiError(f"{prefix}address {address}: too many colons in address", 500)
     if port_text == "":
         port = 0
-    elif port_text.isdigit() and int(port_text) <= 65535:
+    elif port_text.isdigit() and port_text.isascii():
         port = int(port_text)
+        if port > 65535:
+            raise ApiError(f"{prefix}address {port_text}: invalid port", 500)
     else:
-        raise ApiError(f"{op}: lookup tcp/{port_text}: unknown port", 500)
+        raise ApiError(f"{prefix}lookup tcp/{port_text}: unknown port", 500)
     return host, port
+
+
+async def resolve_tcp_addr(address: str) -> str:
+    """Go's ``net.ResolveTCPAddr("tcp", address).String()``: the first IPv4 address of a host
+    name (else its first IPv6), ``:port`` for an empty host. Raises ``ApiError`` (500) with Go's
+    text, e.g. ``address bad: missing port in address``."""
+    host, port = split_host_port(address, "")
+    if host == "":
+        return f":{port}"
+    try:
+        return format_addr(str(ipaddress.ip_address(host)), port)
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ApiError(f"lookup {host}: no such host", 500) from None
+    v4 = [i for i in infos if i[0] == socket.AF_INET]
+    return format_addr(str((v4 or infos)[0][4][0]), port)
 
 
 def format_addr(host: str, port: int) -> str:
@@ -114,13 +148,17 @@ async def bind_listener(listen: str) -> tuple[socket.socket, str]:
         except ValueError:
             try:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror:
+            except (socket.gaierror, UnicodeError):
                 raise ApiError(f"listen tcp: lookup {host}: no such host", 500) from None
             v4 = [(int(i[0]), str(i[4][0])) for i in infos if i[0] == socket.AF_INET]
             v6 = [(int(i[0]), str(i[4][0])) for i in infos if i[0] == socket.AF_INET6]
             candidates = (v4 or v6)[:1]
     last: OSError | None = None
+    # Go names the address it tried: resolved for a host name, as given for a wildcard.
+    tried = format_addr(host, port)
     for family, addr in candidates:
+        if not wildcard:
+            tried = format_addr(addr, port)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -138,19 +176,12 @@ async def bind_listener(listen: str) -> tuple[socket.socket, str]:
         bound = sock.getsockname()
         return sock, format_addr(str(bound[0]), int(bound[1]))
     assert last is not None
-    raise ApiError(
-        f"listen tcp {format_addr(host, port)}: bind: {_go_errno_text(last)}", 500
-    ) from None
+    raise ApiError(f"listen tcp {tried}: bind: {_go_errno_text(last)}", 500) from None
 
 
-class _ClientSide(Side):
-    def __init__(self, proxy: Proxy) -> None:
-        super().__init__()
-        self.proxy = proxy
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.proxy._accepted(self)
+def _nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Proxy:
@@ -163,11 +194,12 @@ class Proxy:
         self.enabled = False
         self.rng = rng
         self.chains: list[list[ToxicWrapper]] = [[NOOP_WRAPPER], [NOOP_WRAPPER]]
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # on asyncio transports (toxic path)
+        self.spliced: set[SplicedConnection] = set()  # without toxics: zero-copy
         self.lock = asyncio.Lock()  # serialises start/stop/update and chain edits
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._dials: set[asyncio.Task[None]] = set()
-        self._pending: set[Side] = set()
+        self._pending: set[socket.socket] = set()
 
     # -- JSON ----------------------------------------------------------------------------------
     def toxics(self) -> list[ToxicWrapper]:
@@ -179,6 +211,7 @@ class Proxy:
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
+            "Logger": {},  # Go marshals the proxy's exported *zerolog.Logger as an empty object
             "toxics": [toxic_json(t) for t in self.toxics()],
         }
 
@@ -187,8 +220,8 @@ class Proxy:
         if self.enabled:
             return
         sock, bound = await bind_listener(self.listen)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ClientSide(self), sock=sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready)
+        self._listener = sock
         self.listen = bound
         self.enabled = True
         log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
@@ -197,22 +230,34 @@ class Proxy:
         if not self.enabled:
             return
         self.enabled = False
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
         for task in list(self._dials):
             task.cancel()
-        for side in list(self._pending):
-            side.abort()
+        for sock in list(self._pending):
+            sock.close()
         self._pending.clear()
+        for spliced in list(self.spliced):
+            spliced.abort()
+        self.spliced.clear()
         for conn in list(self.connections):
             conn.abort()
         self.connections.clear()
         log.info("proxy %s stopped", self.name)
 
+    async def differs(self, listen: str, upstream: str) -> bool:
+        """Toxiproxy's ``Proxy.Differs``: the resolved ``listen`` or the upstream changed.
+
+        Raises ``ApiError`` (500) for a ``listen`` that does not resolve, before anything changes.
+        """
+        resolved = await resolve_tcp_addr(listen)
+        return resolved != self.listen or upstream != self.upstream
+
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
         """Toxiproxy's ``Proxy.Update``: address changes restart, then apply ``enabled``."""
-        if listen != self.listen or upstream != self.upstream:
+        if await self.differs(listen, upstream):
             await self.stop()
             self.listen = listen
             self.upstream = upstream
@@ -223,20 +268,50 @@ class Proxy:
                 await self.stop()
 
     # -- connections ---------------------------------------------------------------------------
-    def _accepted(self, client: _ClientSide) -> None:
-        if not self.enabled:
-            client.abort()
-            return
-        self._pending.add(client)
-        task = asyncio.get_running_loop().create_task(self._dial(client))
-        self._dials.add(task)
-        task.add_done_callback(self._dials.discard)
-
-    async def _dial(self, client: _ClientSide) -> None:
+    def _accept_ready(self) -> None:
+        """Accept what the backlog holds; dial the upstream for each client."""
         loop = asyncio.get_running_loop()
+        for _ in range(64):
+            if self._listener is None:
+                return
+            try:
+                client, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: the client waits
+                log.warning("proxy %s: accept failed: %s", self.name, exc)
+                return
+            client.setblocking(False)
+            _nodelay(client)
+            self._pending.add(client)
+            task = loop.create_task(self._dial(client))
+            self._dials.add(task)
+            task.add_done_callback(self._dials.discard)
+
+    async def _connect_upstream(self) -> socket.socket:
+        host, port = split_host_port(self.upstream, "dial tcp")
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host or "localhost", port, type=socket.SOCK_STREAM)
+        last: OSError = OSError(f"no address for {self.upstream}")
+        for family, kind, proto, _, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            _nodelay(sock)
+            return sock
+        raise last
+
+    async def _dial(self, client: socket.socket) -> None:
         try:
-            host, port = split_host_port(self.upstream, "dial tcp")
-            _, upstream = await loop.create_connection(Side, host or "localhost", port)
+            upstream = await self._connect_upstream()
         except (OSError, ApiError) as exc:
             log.warning("proxy %s: cannot reach upstream %s: %s", self.name, self.upstream, exc)
             self._pending.discard(client)
@@ -244,16 +319,50 @@ class Proxy:
             return
         except asyncio.CancelledError:
             self._pending.discard(client)
-            client.abort()
+            client.close()
             raise
         self._pending.discard(client)
+        if not self.enabled or client.fileno() < 0:
+            client.close()
+            upstream.close()
+            return
+        if SPLICE and len(self.chains[UPSTREAM]) == 1 and len(self.chains[DOWNSTREAM]) == 1:
+            try:
+                spliced = SplicedConnection(client, upstream, self.spliced.discard)
+            except OSError as exc:  # no pipe (out of descriptors): the transport path instead
+                log.warning("proxy %s: no zero-copy path: %s", self.name, exc)
+            else:
+                self.spliced.add(spliced)
+                spliced.start()
+                return
+        loop = asyncio.get_running_loop()
+        client_side, upstream_side = Side(), Side()
+        try:
+            await loop.connect_accepted_socket(lambda: client_side, sock=client)
+            await loop.connect_accepted_socket(lambda: upstream_side, sock=upstream)
+        except OSError as exc:
+            log.warning("proxy %s: connection lost while set up: %s", self.name, exc)
+            client_side.abort()
+            upstream_side.abort()
+            client.close()
+            upstream.close()
+            return
+        self._join(client_side, upstream_side, opened=True)
+
+    def _join(self, client: Side, upstream: Side, *, opened: bool) -> None:
+        """Run a connection on the toxic path with the current chains."""
         if not self.enabled or client.lost:
             client.abort()
             upstream.abort()
             return
         conn = Connection(self, client, upstream)
         self.connections.add(conn)
-        conn.start(self.chains[UPSTREAM], self.chains[DOWNSTREAM])
+        conn.start(self.chains[UPSTREAM], self.chains[DOWNSTREAM], opened=opened)
+
+    async def _upgrade(self, spliced: SplicedConnection) -> None:
+        sides = await spliced.upgrade(Side)
+        if sides is not None:
+            self._join(*sides, opened=False)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -304,7 +413,11 @@ class Proxy:
         chain = self.chains[direction]
         wrapper.index = len(chain)
         chain.append(wrapper)
-        await asyncio.gather(*(link.add_toxic(wrapper, chain) for link in self._links(direction)))
+        links = self._links(direction)  # before the spliced ones join the toxic path
+        await asyncio.gather(
+            *(link.add_toxic(wrapper, chain) for link in links),
+            *(self._upgrade(spliced) for spliced in list(self.spliced)),
+        )
         return wrapper
 
     async def update_toxic(self, name: str, body: bytes) -> ToxicWrapper:
@@ -318,7 +431,11 @@ class Proxy:
         try:
             value = gojson.loads(body)
             gojson.decode_struct(
-                value, {"attributes": "object", "toxicity": "float32"}, fields, "struct"
+                value,
+                {"attributes": f"object:toxics.{toxic.go_struct}", "toxicity": "float32"},
+                fields,
+                UPDATE_STRUCT,
+                struct_name="",
             )
             gojson.decode_struct(
                 fields.get("attributes"), type(toxic).fields, attrs, toxic.go_struct, "attributes."
@@ -360,11 +477,14 @@ def toxic_json(wrapper: ToxicWrapper) -> dict[str, Any]:
     return data
 
 
-def parse_proxy(value: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+def parse_proxy(
+    value: Any, defaults: dict[str, Any], go_type: str = "toxiproxy.Proxy"
+) -> dict[str, Any]:
     """Decode a proxy body over ``defaults`` (raises the 400 ``bad request body: ...``)."""
     fields = dict(defaults)
+    struct_name = "" if go_type == POPULATE_ITEM else None
     try:
-        gojson.decode_struct(value, PROXY_FIELDS, fields, "toxiproxy.Proxy")
+        gojson.decode_struct(value, PROXY_FIELDS, fields, go_type, struct_name=struct_name)
     except gojson.DecodeError as exc:
         raise ERR_BAD_REQUEST_BODY.joined(str(exc)) from None
     return fields

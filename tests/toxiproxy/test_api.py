@@ -44,9 +44,9 @@ def create(api: httpx.Client, **body: Any) -> httpx.Response:
 # -- server-wide ------------------------------------------------------------------------------
 
 
-def test_every_response_has_a_request_id(api: httpx.Client) -> None:
+def test_every_routed_response_has_a_request_id(api: httpx.Client) -> None:
     ids = set()
-    for response in (api.get("/proxies"), api.get("/nope"), api.get("/proxies/missing")):
+    for response in (api.get("/proxies"), api.get("/version"), api.get("/proxies/missing")):
         rid = response.headers["x-toxiproxy-request-id"]
         assert re.fullmatch(r"[0-9a-v]{20}", rid)
         ids.add(rid)
@@ -94,7 +94,7 @@ def test_create_rewrites_listen_and_lists(tp: Toxiproxy, api: httpx.Client, echo
     raw = api.get("/proxies").text
     expected = {"name": "db", "listen": proxy.listen, "upstream": echo.address}
     assert raw == '{"db":' + json.dumps(expected, separators=(",", ":"))[:-1] + (
-        ',"enabled":true,"toxics":[]}}'
+        ',"enabled":true,"Logger":{},"toxics":[]}}'
     )
     shown = api.get("/proxies/db")
     assert shown.headers["content-type"] == "application/json"
@@ -103,6 +103,7 @@ def test_create_rewrites_listen_and_lists(tp: Toxiproxy, api: httpx.Client, echo
         "listen": proxy.listen,
         "upstream": echo.address,
         "enabled": True,
+        "Logger": {},
         "toxics": [],
     }
 

@@ -1,7 +1,7 @@
 """``slow_close``: data passes; after the source's end of stream, closing waits ``delay`` ms.
 
-One deliberate difference from Toxiproxy: if the toxic is interrupted (updated or removed) while
-it holds the end of stream, it closes at once instead of losing the end of stream.
+As in Toxiproxy (whose closed input channel keeps yielding end of stream), an update while the
+end of stream is held starts the new delay afresh; removing the toxic passes the end on at once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ class SlowCloseToxic(Toxic):
             if item is INTERRUPT:
                 return
             if item is None:
-                await stub.sleep(self.ms("delay"))
-                stub.close()
+                if await stub.sleep(self.ms("delay")):
+                    stub.close()
+                else:  # interrupted: leave the end of stream for whatever runs next
+                    stub.input.push_front(None)
                 return
             assert isinstance(item, Chunk)
             await stub.send(item)
