@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.postgres import LocalPostgres, free_port
-from harness.toxiproxy.select import ToxiproxyHandle, client_for, start_embedded
+from harness.toxiproxy.selection import ToxiproxyHandle, client_for, start_embedded
 from harness.wait import wait_for
 
 TPS_TARGET = 0.75

@@ -662,7 +662,7 @@ class DockerBackend(Backend):
     def _host_toxiproxy(self, *, seed: int, log_path: Path) -> ToxiproxyService:
         """The documented fallback: Toxiproxy on the host (as the local backend picks it),
         its upstreams the containers' published ports (their ``inside`` equals ``outside``)."""
-        from harness.toxiproxy.select import start_toxiproxy
+        from harness.toxiproxy.selection import start_toxiproxy
 
         return LocalToxiproxy(start_toxiproxy(seed=seed, log_path=log_path))
 

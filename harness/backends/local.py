@@ -1,7 +1,7 @@
 """The local backend: services as processes on this machine, all on 127.0.0.1.
 
 PostgreSQL runs from the machine's server binaries (:class:`harness.postgres.LocalPostgres`,
-initdb once per session), Toxiproxy is :func:`harness.toxiproxy.select.start_toxiproxy`'s
+initdb once per session), Toxiproxy is :func:`harness.toxiproxy.selection.start_toxiproxy`'s
 choice (a real binary if present, else the embedded one), and the fake API and the SUT are
 :class:`harness.processes.ManagedProcess` children. Ports are chosen up front, so a restarted
 service comes back on the same address. Everything lives in the run's temp dir
@@ -157,7 +157,7 @@ class LocalToxiproxy(ToxiproxyService):
         return str(self.handle.flavour)
 
     def client(self) -> Toxiproxy:
-        from harness.toxiproxy.select import client_for
+        from harness.toxiproxy.selection import client_for
 
         client: Toxiproxy = client_for(self.handle)
         return client
@@ -219,7 +219,7 @@ class LocalBackend(Backend):
         return self._postgres
 
     def start_toxiproxy(self, *, seed: int, log_path: Path) -> LocalToxiproxy:
-        from harness.toxiproxy.select import start_toxiproxy
+        from harness.toxiproxy.selection import start_toxiproxy
 
         return LocalToxiproxy(start_toxiproxy(seed=seed, log_path=log_path))
 

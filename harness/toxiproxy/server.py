@@ -8,7 +8,7 @@ In-process use (tests, tools)::
     await server.close()          # closes the API, every proxy listener and connection
 
 The harness runs it as a subprocess instead (``python -m harness.toxiproxy``, see
-``harness.toxiproxy.select``) so the proxy never shares a GIL with the code under test.
+``harness.toxiproxy.selection``) so the proxy never shares a GIL with the code under test.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 from toxiproxy import Toxiproxy
 from toxiproxy.proxy import Proxy
 
-from harness.toxiproxy.select import ToxiproxyHandle, client_for, start_embedded
+from harness.toxiproxy.selection import ToxiproxyHandle, client_for, start_embedded
 
 
 @pytest.fixture(scope="session")

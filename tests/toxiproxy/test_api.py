@@ -17,7 +17,7 @@ from toxiproxy import Toxiproxy
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 from toxiproxy.proxy import Proxy
 
-from harness.toxiproxy.select import ToxiproxyHandle
+from harness.toxiproxy.selection import ToxiproxyHandle
 
 
 def error_body(message: str, status: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from harness.toxiproxy.select import client_for, start_embedded
+from harness.toxiproxy.selection import client_for, start_embedded
 
 
 def _client_loop(address: tuple[str, int], stop: threading.Event, rounds: list[int]) -> None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from harness.toxiproxy.select import ToxiproxyHandle
+from harness.toxiproxy.selection import ToxiproxyHandle
 
 # Listen values the generated bodies may use: none binds a fixed port on this shared machine.
 SAFE_LISTENS = ["127.0.0.1:0", "localhost:0", "bad", "", "[::1", "a:b:c", "127.0.0.1:x", ":99999"]

@@ -20,7 +20,7 @@ import pytest
 from toxiproxy import Toxiproxy
 from toxiproxy.proxy import Proxy
 
-from harness.toxiproxy.select import ToxiproxyHandle
+from harness.toxiproxy.selection import ToxiproxyHandle
 from harness.wait import wait_for
 
 TOL = 0.010

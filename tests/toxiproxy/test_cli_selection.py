@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.toxiproxy.select import (
+from harness.toxiproxy.selection import (
     ToxiproxyError,
     ToxiproxyHandle,
     client_for,
@@ -193,7 +193,7 @@ def test_curl_with_expect_100_continue(toxiproxy_handle: ToxiproxyHandle, tp: ob
 
 
 def test_a_dropped_handle_is_still_stopped_at_exit() -> None:
-    script = "from harness.toxiproxy.select import start_embedded\nprint(start_embedded().pid)\n"
+    script = "from harness.toxiproxy.selection import start_embedded\nprint(start_embedded().pid)\n"
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=REPO
     )
