@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness import probe
-from harness.history.records import Fault, Observation
+from harness.history.records import Fault
 from harness.history.store import HistoryWriter
 from harness.vocabulary import FaultKind, Target, worker_target
 
@@ -91,10 +91,6 @@ class Nemesis:
                 detail=dict(h.detail),
             )
         )
-
-    def observe(self, name: str, value: Any) -> None:
-        """Record an observation now (e.g. a restart's duration)."""
-        self.history.write(Observation(name=name, value=value, t=time.time()))
 
     # -- processes ----------------------------------------------------------------------------
 

@@ -109,7 +109,7 @@ class ScenarioRun:
         self.title = title
         self.seed = seed
         self.stack = stack
-        self.profile: Profile = stack.settings
+        self.profile: Profile = stack.profile
         self.reports_dir = reports_dir
         self.backend = backend
         self.claims = list(claims)

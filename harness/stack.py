@@ -112,7 +112,7 @@ class Stack:
 
     Attributes used by scenarios: ``api_url``, ``db_dsn`` (direct), ``proxies`` (toxiproxy-python
     ``Proxy`` objects by name), ``fakeapi`` (:class:`FakeApiClient`), ``workers``, ``api``,
-    ``postgres``, ``settings`` (the :class:`Profile`, seconds), ``env`` (the SUT's environment),
+    ``postgres``, ``profile`` (the :class:`Profile`, seconds), ``env`` (the SUT's environment),
     ``logs_dir``, ``toxiproxy`` (its ``flavour`` goes into reports), ``seed``.
     """
 
@@ -130,7 +130,7 @@ class Stack:
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.backend = backend
-        self.settings = profile
+        self.profile = profile
         self.seed = seed
         self.name = name
         self.logs_dir = logs_dir or backend.workdir / f"logs-{_slug(name)}-{os.getpid()}"
@@ -220,7 +220,7 @@ class Stack:
         self._timed("database", lambda: self.postgres.create_database(self.db_name))
         self._db_created = True
         migrate_env = {
-            **self.settings.env(),
+            **self.profile.env(),
             "PROCRASTINATE_DATABASE_URL": self.postgres.dsn(self.db_name, inside=True),
             # the schema itself can carry a defect (plain-insert: no primary key)
             "BULLETPROOF_DEFECTS": ",".join(self.defects),
@@ -282,7 +282,7 @@ class Stack:
         self.proxy_endpoints[name] = listen
 
     def _sut_env(self) -> dict[str, str]:
-        env = self.settings.env()
+        env = self.profile.env()
         pg = self.proxy_endpoints["postgres"]
         env["PROCRASTINATE_DATABASE_URL"] = with_host_port(
             self.postgres.dsn(self.db_name, inside=True), pg
@@ -372,8 +372,8 @@ class Stack:
         """What a report needs to know about this stack (for the history's ``meta`` record)."""
         return {
             "backend": self.backend.name,
-            "profile": self.settings.name,
-            "settings": self.settings.as_dict(),
+            "profile": self.profile.name,
+            "settings": self.profile.as_dict(),
             "seed": self.seed,
             "toxiproxy": self.toxiproxy.flavour if self.toxiproxy else None,
             "workers": [w.name for w in self.workers],

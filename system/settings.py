@@ -143,12 +143,6 @@ class Settings(BaseSettings):
         """libpq's ``connect_timeout`` is whole seconds, at least 2."""
         return max(2, math.ceil(self.db_connect_timeout))
 
-    def as_seconds(self) -> dict[str, object]:
-        """The settings as a JSON-friendly dict (durations in seconds, no database URL)."""
-        data = self.model_dump()
-        data.pop("procrastinate_database_url")
-        return data
-
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors()[0]

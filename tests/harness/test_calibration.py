@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_calibration_measures_retry_lateness_of_ordinary_jobs(stack: Stack, tmp_path: Path) -> None:
     writer = HistoryWriter(tmp_path / "h.jsonl")
     nemesis = Nemesis(stack, writer)
-    p = stack.settings
+    p = stack.profile
     with Client(stack.api_url, writer) as client:
         cal = calibrate(
             dsn=stack.db_dsn,

@@ -105,7 +105,7 @@ def test_breaking_one_workers_connections_and_rejecting_heartbeats(
         timeout=10,
         what="w1 connected again",
     )
-    hb = stack.settings.worker_heartbeat_interval
+    hb = stack.profile.worker_heartbeat_interval
     with nemesis.heartbeats_rejected() as window:
         wait_for(
             lambda: probe.heartbeat_rejections(stack.db_dsn) >= 2,

@@ -21,7 +21,7 @@ CALIBRATION = Calibration(samples=5, pickup_p50=0.01, pickup_max=0.02, job_ids=(
 
 def _run(tmp_path: Path, name: str, **kwargs: Any) -> ScenarioRun:
     stack = SimpleNamespace(
-        settings=get_profile("fast"),
+        profile=get_profile("fast"),
         defects=[],
         toxiproxy=None,
         timings={"total": 1.0},

@@ -93,7 +93,7 @@ def test_kill_terminate_restart_and_add_worker(stack: Stack) -> None:
     assert "bulletproof: worker ready name=w1" in w1.output()
 
     w2.terminate()
-    assert w2.wait_exit(timeout=stack.settings.worker_timeout + 15) == 0  # graceful
+    assert w2.wait_exit(timeout=stack.profile.worker_timeout + 15) == 0  # graceful
 
     w3 = stack.add_worker()
     assert w3.name == "w3" and w3.is_running() and len(stack.workers) == 3
