@@ -117,6 +117,11 @@ class RetryWaker:
         self._planned[job_id] = (asyncio.get_running_loop().time() + delay, queue)
         self._changed.set()
 
+    def planned(self) -> dict[int, float]:
+        """Planned wake-ups: job id -> seconds from now."""
+        now = asyncio.get_running_loop().time()
+        return {job_id: at - now for job_id, (at, _) in self._planned.items()}
+
     async def run(self) -> None:
         """Plan and wake until cancelled; database errors are logged, never raised."""
         loop = asyncio.get_running_loop()
