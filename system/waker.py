@@ -106,6 +106,7 @@ class RetryWaker:
         #: job id -> (event loop time when due, queue)
         self._planned: dict[int, tuple[float, str]] = {}
         self._changed = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self.wakeups = 0
 
     def note(self, job_id: int, queue: str, retry_at: datetime.datetime) -> None:
@@ -115,6 +116,11 @@ class RetryWaker:
         delay = (retry_at - datetime.datetime.now(datetime.UTC)).total_seconds()
         self._planned[job_id] = (asyncio.get_running_loop().time() + delay, queue)
         self._changed.set()
+
+    def planned(self) -> dict[int, float]:
+        """Planned wake-ups: job id -> seconds from now."""
+        now = asyncio.get_running_loop().time()
+        return {job_id: at - now for job_id, (at, _) in self._planned.items()}
 
     async def run(self) -> None:
         """Plan and wake until cancelled; database errors are logged, never raised."""
@@ -134,13 +140,24 @@ class RetryWaker:
                 pass
 
     async def flush(self) -> None:
-        """Wake the workers for every planned retry that is due now."""
-        now = asyncio.get_running_loop().time()
-        due = [(job_id, queue) for job_id, (at, queue) in self._planned.items() if at <= now]
-        for job_id, _ in due:
-            del self._planned[job_id]
-        if due:
-            await self._guarded(self._wake(due), "wake the workers")
+        """Wake the workers for every planned retry that is due now.
+
+        Serialised, and a retry leaves the plan only once its wake-up was sent (or failed):
+        a final ``flush()`` at the end of a session waits for one in flight, so cancelling
+        the waker afterwards cannot roll back a notification nobody else will send.
+        """
+        async with self._flushing:
+            now = asyncio.get_running_loop().time()
+            due = {job_id: plan for job_id, plan in self._planned.items() if plan[0] <= now}
+            if not due:
+                return
+            await self._guarded(
+                self._wake([(job_id, queue) for job_id, (_, queue) in due.items()]),
+                "wake the workers",
+            )
+            for job_id, plan in due.items():
+                if self._planned.get(job_id) is plan:  # not re-planned meanwhile
+                    del self._planned[job_id]
 
     async def _guarded(self, step: Coroutine[Any, Any, None], what: str) -> None:
         try:

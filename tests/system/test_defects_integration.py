@@ -17,7 +17,7 @@ import pytest
 from harness.fakeapi.client import FakeApiClient
 from harness.postgres import LocalPostgres, free_port
 from harness.processes import http_ok
-from harness.wait import wait_for
+from harness.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from conftest import Sut  # the fixture's class (tests/system/conftest.py)
@@ -202,3 +202,51 @@ def test_api_defects_answer_as_if_all_was_well(sut: Sut, defects: str, health: i
     assert lost == (ids[1::2] if "ack-without-queue" in defects else [])
     api.terminate()
     assert api.wait_exit(timeout=15) == 0
+
+
+REJECT_HEARTBEATS = """
+CREATE FUNCTION test_reject_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'heartbeat rejected (test)'; END $$;
+CREATE TRIGGER test_reject_heartbeat BEFORE UPDATE ON procrastinate_workers
+    FOR EACH ROW EXECUTE FUNCTION test_reject_heartbeat();
+"""
+ACCEPT_HEARTBEATS = """
+DROP TRIGGER test_reject_heartbeat ON procrastinate_workers;
+DROP FUNCTION test_reject_heartbeat();
+"""
+HEARTBEAT_AGE = (
+    "SELECT EXTRACT(EPOCH FROM now() - max(last_heartbeat))::float8 AS age "
+    "FROM procrastinate_workers"
+)
+
+
+@pytest.mark.parametrize("defects", ["", "no-watchdog"])
+def test_rejected_heartbeat_writes_leave_a_no_watchdog_worker_stale_for_good(
+    sut: Sut, jokeapi: FakeApiClient, defects: str
+) -> None:
+    """Procrastinate's heartbeat task dies on its first failed write; the watchdog restarts."""
+    sut.migrate()
+    worker = sut.worker("w1", BULLETPROOF_DEFECTS=defects)
+    sut.query(REJECT_HEARTBEATS)
+    try:
+        wait_for(
+            lambda: (sut.query(HEARTBEAT_AGE)[0]["age"] or 99.0) > 1.0,  # None: no worker row
+            timeout=10,
+            what="the heartbeat to go stale while writes are rejected",
+        )
+    finally:
+        sut.query(ACCEPT_HEARTBEATS)
+
+    def fresh() -> bool:
+        age = sut.query(HEARTBEAT_AGE)[0]["age"]
+        return age is not None and age < 0.5
+
+    if defects:
+        with pytest.raises(WaitTimeout):
+            wait_for(fresh, timeout=3, what="a fresh heartbeat")
+        assert "session lost" not in worker.output()
+    else:
+        wait_for(fresh, timeout=5, what="a fresh heartbeat")
+        assert "worker session lost (heartbeat write failed" in worker.output()
+    job_ids = sut.defer(2)  # jobs run either way: only the heartbeat is dead
+    sut.wait_status(job_ids, {"succeeded"}, timeout=15)

@@ -1,0 +1,53 @@
+"""RetryAwareJobManager and RetryWaker's planning, without a database (InMemoryConnector)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from procrastinate import App
+from procrastinate.testing import InMemoryConnector
+
+from system.waker import RetryAwareJobManager, RetryWaker, notifications
+
+UTC = datetime.UTC
+
+
+async def test_listeners_hear_of_a_retry_once_it_is_stored() -> None:
+    connector = InMemoryConnector()
+    app = App(connector=connector)
+    app.job_manager = RetryAwareJobManager(connector)
+
+    @app.task(queue="api_calls")
+    async def work() -> None: ...
+
+    heard: list[tuple[int, str, datetime.datetime, str]] = []
+
+    def listener(job_id: int, queue: str, at: datetime.datetime) -> None:
+        heard.append((job_id, queue, at, connector.jobs[job_id]["status"]))
+
+    app.job_manager.retry_listeners.append(listener)
+    async with app.open_async():
+        job_id = await work.defer_async()
+        worker_id = await app.job_manager.register_worker()
+        job = await app.job_manager.fetch_job(queues=None, worker_id=worker_id)
+        assert job is not None and job.id == job_id
+        at = datetime.datetime.now(UTC) + datetime.timedelta(seconds=2)
+        await app.job_manager.retry_job(job, retry_at=at)
+    # called after the row went back to `todo`, with the job's queue and retry time
+    assert heard == [(job_id, "api_calls", at, "todo")]
+
+
+async def test_note_plans_our_queues_only_and_at_the_retry_time() -> None:
+    waker = RetryWaker(None, ["api_calls"], scan_interval=5.0, timeout=1.0)  # type: ignore[arg-type]
+    soon = datetime.datetime.now(UTC) + datetime.timedelta(seconds=2)
+    waker.note(7, "api_calls", soon)
+    waker.note(8, "elsewhere", soon)
+    assert waker.planned() == {7: pytest.approx(2.0, abs=0.1)}
+
+
+def test_notifications_mirror_procrastinates_trigger() -> None:
+    assert notifications(5, "api_calls") == [
+        ("procrastinate_queue_v1#api_calls", '{"type": "job_inserted", "job_id": 5}'),
+        ("procrastinate_any_queue_v1", '{"type": "job_inserted", "job_id": 5}'),
+    ]
