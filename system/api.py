@@ -25,7 +25,13 @@ from procrastinate.exceptions import ConnectorException
 from pydantic import BaseModel, BeforeValidator, Field
 
 from system import db
-from system.httplimits import BodyLimit, connection_cap, limit_log_rate, limited_protocol
+from system.httplimits import (
+    BACKLOG,
+    BodyLimit,
+    connection_cap,
+    limit_log_rate,
+    limited_protocol,
+)
 from system.settings import Settings
 from system.tasks import FETCH_TASK, build_app
 from system.worker import Supervisor, install_stop_signals
@@ -339,10 +345,12 @@ async def run_api(
     worker_name: str | None = None,
 ) -> int:
     """``python -m system api``: serve the API (and, by default, a worker in-process)."""
-    max_connections = connection_cap(settings.api_max_connections)
+    # the API's own (null) pool and the in-process worker's pool: db_pool_size each at most
+    db_connections = settings.db_pool_size * (2 if with_worker else 1)
+    max_connections = connection_cap(settings.api_max_connections, db_connections=db_connections)
     if max_connections < settings.api_max_connections:
         logger.warning(
-            "API_MAX_CONNECTIONS=%d lowered to %d: the open-files limit is too low for more",
+            "API_MAX_CONNECTIONS=%d lowered to %d: the open-files limit (ulimit -n) is too low",
             settings.api_max_connections,
             max_connections,
         )
@@ -360,6 +368,7 @@ async def run_api(
             # uvicorn's own bound on requests in flight (503); our cap closes extra
             # connections before they can hold a file descriptor
             limit_concurrency=max_connections + 1,
+            backlog=BACKLOG,
             timeout_keep_alive=max(1, round(settings.api_keepalive_timeout)),
         )
     )

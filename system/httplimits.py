@@ -25,8 +25,12 @@ logger = logging.getLogger("system.api")
 
 ASGIApp = Callable[..., Any]
 
-#: File descriptors kept for everything but client connections (database pools, logs, ...).
+#: File descriptors kept for the process itself (logs, listening socket, libraries, ...).
 FD_RESERVE = 64
+#: uvicorn's listen backlog. asyncio accepts up to this many connections in one go before
+#: any of them reaches our protocol (which refuses those over the cap), and the refused ones
+#: are closed a few loop turns later: a burst can hold about 3 x BACKLOG descriptors.
+BACKLOG = 128
 
 
 def _json_answer(status: int, reason: str, detail: str) -> tuple[bytes, bytes]:
@@ -101,12 +105,13 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def connection_cap(wanted: int) -> int:
-    """``wanted``, lowered so that connections cannot exhaust the file-descriptor limit."""
+def connection_cap(wanted: int, *, db_connections: int = 0) -> int:
+    """``wanted``, lowered so that client connections, ``db_connections`` database
+    connections and a burst of accepted-then-refused connections fit in the open-files limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, soft - FD_RESERVE))
+    return max(1, min(wanted, soft - FD_RESERVE - db_connections - 3 * BACKLOG))
 
 
 def limited_protocol(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from harness.postgres import free_port
+from harness.processes import ManagedProcess, http_ok
 from harness.wait import wait_for
 
 if TYPE_CHECKING:
-    from conftest import ApiServer  # tests/system/conftest.py
+    from conftest import ApiServer, Sut  # tests/system/conftest.py
 
 pytestmark = pytest.mark.integration
 
@@ -293,3 +296,50 @@ def test_hostile_module_leaves_the_api_running(api: ApiServer, tmp_path: Path) -
     assert api.proc.is_running()
     assert httpx.get(f"{api.url}/stats", timeout=5).status_code == 200
     assert "Traceback" not in api.proc.output()
+
+
+def test_the_connection_cap_keeps_file_descriptors_under_a_low_open_files_limit(
+    sut: Sut,
+) -> None:
+    """1,100 half-requests against a 1024 open-files limit made the API unreachable (issue 11);
+    here 900 against a limit of 600: the cap is lowered to fit, the process never hits EMFILE."""
+    sut.migrate()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess(
+        "api-lowfd",
+        ["sh", "-c", f'ulimit -n 600 && exec "$0" -m system api --port {port} --no-worker'],
+        log_path=sut.tmp / "api-lowfd.log",
+        env=sut.env(API_HEADER_TIMEOUT="1s"),
+        ready=http_ok(f"{url}/health", statuses=(200, 503)),
+    )
+    proc.argv.append(sys.executable)  # "$0" of the shell line
+    sut.procs.append(proc)
+    proc.start(timeout=60)
+    # 600 - 64 (process) - DB_POOL_SIZE (no worker) - 3 x 128 (accept bursts)
+    cap = 600 - 64 - int(sut.setting("db_pool_size")) - 3 * 128
+    assert f"API_MAX_CONNECTIONS=256 lowered to {cap}:" in proc.output()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(900):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /stats HTTP/1.1\r\nHost: t\r\n")  # never finished
+            held.append(sock)
+        wait_for(
+            lambda: sum(_closed_by_server(s) for s in held) >= 900 - cap,
+            timeout=10,
+            what="the connections over the cap to be refused",
+            interval=0.05,
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    back = wait_for(
+        lambda: httpx.get(f"{url}/stats", timeout=5).status_code == 200,
+        timeout=15,
+        what="the API to serve again",
+        ignore=(httpx.HTTPError,),
+    )
+    assert back.value and proc.is_running()
+    log = proc.output()
+    assert "Too many open files" not in log and "out of system resource" not in log
