@@ -188,8 +188,9 @@ def limited_protocol(
 class LogRateLimit(logging.Filter):
     """A token bucket for log records: ``burst`` at once, then ``rate`` per second.
 
-    Passing records become one bounded line: a traceback is cut to its last line, long text
-    to ``max_chars``; the next line that passes says how many were suppressed meanwhile.
+    Passing records become one bounded line: a traceback is cut to its last line, line
+    breaks become `` | ``, long text is cut to ``max_chars``; the next line that passes
+    says how many were suppressed meanwhile.
     """
 
     def __init__(
@@ -220,8 +221,8 @@ class LogRateLimit(logging.Filter):
         extra = ""
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            text = str(exc).strip().splitlines()
-            extra += f" ({type(exc).__name__}: {text[-1] if text else ''})"
+            said = str(exc).strip().splitlines()
+            extra += f" ({type(exc).__name__}: {said[-1] if said else ''})"
         record.exc_info = None
         record.exc_text = None
         record.stack_info = None
@@ -233,7 +234,8 @@ class LogRateLimit(logging.Filter):
             record.args = tuple(self._clip(a) if isinstance(a, str) else a for a in record.args)
             record.msg = str(record.msg) + extra.replace("%", "%%")
         else:
-            record.msg, record.args = self._clip(record.getMessage()) + extra, None
+            text = " | ".join(record.getMessage().splitlines())
+            record.msg, record.args = self._clip(text) + extra, None
         return True
 
     def _clip(self, text: str) -> str:

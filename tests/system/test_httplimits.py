@@ -78,6 +78,9 @@ def test_log_lines_stay_one_bounded_line() -> None:
     text = failing.getMessage()
     assert "\n" not in text and text.endswith("(ValueError: last line)")
     assert len(text) < 120
+    asyncio_style = _record("socket.accept() out of system resource\nsocket: <fd=6>")
+    assert LogRateLimit(rate=1, burst=1).filter(asyncio_style)
+    assert asyncio_style.getMessage() == "socket.accept() out of system resource | socket: <fd=6>"
     plain = _record("y" * 1000)
     limiter.filter(plain)
     assert len(plain.getMessage()) < 70
