@@ -32,6 +32,7 @@ from harness.fakeapi.app import CATEGORIES
 from harness.postgres import LocalPostgres, free_port
 from harness.processes import ManagedProcess, http_ok, log_line
 from harness.wait import wait_for_async
+from system.settings import load_settings
 
 TERMINAL = ("succeeded", "failed", "cancelled", "aborted")
 LISTENING = r"fakeapi: listening on (http://\S+)"
@@ -150,9 +151,10 @@ def run(jobs: int, concurrency: int, seed: int, drain_timeout: float, tmp: Path)
     no_answer = sum(1 for s in submissions if s.status is None)
     terminal = sum(statuses.get(s, 0) for s in TERMINAL)
     lost = len(acked) - terminal
+    workers = load_settings({**os.environ, "PROCRASTINATE_DATABASE_URL": "-"}).worker_concurrency
     print(
         f"load: {jobs} submissions at concurrency {concurrency} through the API "
-        f"(in-process worker, concurrency 10; fake joke API; loopback)",
+        f"(in-process worker, concurrency {workers}; fake joke API; loopback)",
         flush=True,
     )
     print(

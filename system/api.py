@@ -164,7 +164,7 @@ def field_problems(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return problems
 
 
-def _answers(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for error statuses, each with its JSON schema."""
     text = {
         400: "the body could not be read (not UTF-8)",
@@ -177,7 +177,7 @@ def _answers(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]
     return {
         code: {
             "model": ValidationProblem if code == 422 else Problem,
-            "description": described.get(f"s{code}", text[code]),
+            "description": text[code],
         }
         for code in statuses
     }
