@@ -34,6 +34,7 @@ MAX_BODY = 4096
 LOG_RATE = 20
 LOG_BURST = 100
 API_ENV = {  # read by the module_api fixture
+    "DB_POOL_TIMEOUT": "30s",  # production's 5 s bound per database call (fast: 2 s)
     "API_HEADER_TIMEOUT": f"{HEADER_TIMEOUT:g}s",
     "API_BODY_TIMEOUT": f"{BODY_TIMEOUT:g}s",
     "API_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
