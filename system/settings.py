@@ -64,6 +64,41 @@ class Settings(BaseSettings):
     db_reconnect_max_delay: float = 30.0
     bulletproof_defects: str = ""
 
+    # -- HTTP API limits (issue 11; documented in system/README.md) ---------------------------
+    api_max_body_bytes: int = 4096
+    api_header_timeout: float = 10.0
+    api_body_timeout: float = 10.0
+    api_keepalive_timeout: float = 5.0
+    api_max_connections: int = 256
+    api_log_rate: int = 20
+    api_log_burst: int = 200
+
+    @field_validator(
+        "api_header_timeout", "api_body_timeout", "api_keepalive_timeout", mode="before"
+    )
+    @classmethod
+    def _api_duration(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if not 0 < seconds <= 3600:
+            raise ValueError("must be a positive duration up to 1h, such as 500ms, 2s or 10s")
+        return seconds
+
+    @field_validator("api_max_body_bytes")
+    @classmethod
+    def _api_body(cls, value: int) -> int:
+        if not 64 <= value <= 16 * 1024 * 1024:
+            raise ValueError("must be an integer from 64 to 16777216 (bytes)")
+        return value
+
+    @field_validator("api_max_connections", "api_log_rate", "api_log_burst")
+    @classmethod
+    def _api_count(cls, value: int) -> int:
+        if not 1 <= value <= 1_000_000:
+            raise ValueError("must be an integer from 1 to 1000000")
+        return value
+
+    # -- end of the HTTP API limits -----------------------------------------------------------
+
     @field_validator(*_POSITIVE_DURATIONS, mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:

@@ -1,7 +1,7 @@
 """``python -m harness.fakeapi [--host 127.0.0.1] [--port 0] [--seed N]``.
 
 Binds first, then prints ``fakeapi: listening on http://HOST:PORT`` (flushed) and serves until
-SIGTERM/SIGINT.
+SIGTERM/SIGINT; requests held by a ``slow`` or ``hang`` fault end at once on SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,7 +12,22 @@ import sys
 
 import uvicorn
 
-from harness.fakeapi.app import create_app
+from harness.fakeapi.app import State, create_app
+
+#: After SIGTERM, requests still running after this many seconds are cancelled.
+GRACEFUL_SHUTDOWN = 5
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that first ends the requests held by slow and hang faults, then shuts down."""
+
+    def __init__(self, config: uvicorn.Config, state: State) -> None:
+        super().__init__(config)
+        self.fake_state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.fake_state.stopping.set()
+        await super().shutdown(sockets=sockets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(128)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    app = create_app(args.seed)
     config = uvicorn.Config(
-        create_app(args.seed), log_level="warning", access_log=False, lifespan="off"
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, app.state.fake)
     print(f"fakeapi: listening on http://{shown}:{port}", flush=True)
     server.run(sockets=[sock])
     return 0

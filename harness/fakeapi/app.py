@@ -7,8 +7,10 @@ container with ``python3-starlette`` and ``python3-uvicorn``. See docs/DESIGN.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +40,14 @@ CATEGORIES = [
     "travel",
 ]
 DEFAULT_POOL_SIZE = 100_000
+#: Bounds of the control API's numbers: beyond them a typo, never a useful fault.
+MAX_POOL_SIZE = 1_000_000
+MAX_COUNT = 1_000_000
+MAX_DURATION = 86_400.0  # a day
+MAX_DELAY = 3_600.0  # an hour; SIGTERM still ends a slow or hung request at once
+MAX_PATH_LENGTH = 256
+#: Largest control request body (a fault is a few dozen bytes).
+MAX_CONTROL_BODY = 64 * 1024
 FAULT_KINDS = ("status", "slow", "hang", "malformed")
 ICON_URL = "https://api.chucknorris.io/img/avatar/chuck-norris.png"
 _VERBS = ["count to", "divide by", "slam", "unit-test", "outrun", "compile", "delete", "hear"]
@@ -47,6 +57,67 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 class FaultError(ValueError):
     """A fault specification the control API rejects (400)."""
+
+
+class BodyTooLarge(FaultError):
+    """A control request body over :data:`MAX_CONTROL_BODY` (413)."""
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """``value`` for an error message: ASCII only (lone surrogates escaped), truncated."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    """``body[name]`` as a finite number in [low, high] (None if absent), else FaultError."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FaultError(f"{name} must be a number of seconds, not {_show(value)}")
+    if not low <= value <= high:
+        raise FaultError(f"{name} must be between {low:g} and {high:g} seconds, not {value:g}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an integer in [low, high] (booleans are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FaultError(f"{name} must be an integer from {low:_} to {high:_}, not {_show(value)}")
+    return value
+
+
+def _refuse_constant(token: str) -> Any:
+    raise FaultError(f"{token} is not a JSON number; send a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise FaultError(f"{_show(text, 30)} is too large; send a finite number")
+    return value
+
+
+async def read_json(request: Request, limit: int = MAX_CONTROL_BODY) -> Any:
+    """The request body as strict JSON (no NaN/Infinity, finite numbers, at most ``limit``
+    bytes); raises :class:`FaultError` (or :class:`BodyTooLarge`) naming what is wrong."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body is over {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise BodyTooLarge(f"the body is over {limit} bytes")
+    try:
+        return json.loads(bytes(data), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise FaultError("the JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise FaultError("the body is not UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise FaultError(f"the body is not JSON: {exc.msg} at position {exc.pos}") from None
 
 
 @dataclass
@@ -68,7 +139,7 @@ class Fault:
             raise FaultError("a fault is a JSON object such as {'kind': 'status', 'status': 503}")
         kind = body.get("kind")
         if kind not in FAULT_KINDS:
-            raise FaultError(f"kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+            raise FaultError(f"kind must be one of {', '.join(FAULT_KINDS)}, not {_show(kind)}")
         unknown = set(body) - {
             "kind",
             "status",
@@ -79,36 +150,47 @@ class Fault:
             "path",
         }
         if unknown:
-            raise FaultError(f"unknown fault fields: {', '.join(sorted(unknown))}")
-        count, duration = body.get("count"), body.get("duration")
+            shown = ", ".join(_show(k, 30) for k in sorted(unknown)[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise FaultError(f"unknown fault fields: {shown}{more}")
+        count, duration = body.get("count"), _number(body, "duration", 0.0, MAX_DURATION)
         if count is None and duration is None:
             raise FaultError("give 'count' (next N requests) or 'duration' (seconds from now)")
-        if count is not None and (not isinstance(count, int) or count < 1):
-            raise FaultError("count must be a positive integer")
-        if duration is not None and (not isinstance(duration, int | float) or duration <= 0):
+        if count is not None:
+            count = _integer(count, "count", 1, MAX_COUNT)
+        if duration is not None and duration <= 0:
             raise FaultError("duration must be a positive number of seconds")
         status = body.get("status")
-        if kind == "status" and (not isinstance(status, int) or not 400 <= status <= 599):
-            raise FaultError("a status fault needs 'status' between 400 and 599")
-        delay = body.get("delay")
-        if kind == "slow" and (not isinstance(delay, int | float) or delay < 0):
-            raise FaultError("a slow fault needs 'delay' in seconds (>= 0)")
-        retry_after = body.get("retry_after")
-        if retry_after is not None and (
-            not isinstance(retry_after, int | float) or retry_after < 0
-        ):
-            raise FaultError("retry_after must be a number of seconds (>= 0)")
+        if kind == "status" or status is not None:
+            try:
+                status = _integer(status, "status", 400, 599)
+            except FaultError:
+                raise FaultError("a status fault needs 'status' between 400 and 599") from None
+        delay = _number(body, "delay", 0.0, MAX_DELAY)
+        if kind == "slow" and delay is None:
+            raise FaultError(f"a slow fault needs 'delay' in seconds (0 to {MAX_DELAY:g})")
+        retry_after = _number(body, "retry_after", 0.0, MAX_DURATION)
         path = body.get("path", "/jokes")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise FaultError("path must be a path prefix such as /jokes/random")
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/")
+            or len(path) > MAX_PATH_LENGTH
+            or not path.isprintable()
+            or any(0xD800 <= ord(c) <= 0xDFFF for c in path)
+        ):
+            raise FaultError(
+                f"path must be a path prefix such as /jokes/random "
+                f"(at most {MAX_PATH_LENGTH} printable characters), not {_show(path)}"
+            )
+        raw_retry_after = body.get("retry_after")  # an int stays an int in the header
         return cls(
             id=fault_id,
             kind=kind,
             status=status if kind == "status" else None,
-            retry_after=retry_after,
-            delay=float(delay) if kind == "slow" and delay is not None else None,
+            retry_after=raw_retry_after if retry_after is not None else None,
+            delay=delay if kind == "slow" else None,
             remaining=count,
-            until=now + float(duration) if duration is not None else None,
+            until=now + duration if duration is not None else None,
             path=path,
         )
 
@@ -131,6 +213,8 @@ class State:
     requests: list[dict[str, Any]] = field(default_factory=list)
     next_fault_id: int = 1
     rng: random.Random = field(init=False)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server begins to shut down: slow and hung requests end at once."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -192,6 +276,11 @@ def _not_found(path: str) -> JSONResponse:
     return JSONResponse(body, status_code=404)
 
 
+def _refused(exc: FaultError) -> JSONResponse:
+    status = 413 if isinstance(exc, BodyTooLarge) else 400
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
 def create_app(seed: int = 0) -> Starlette:
     """The ASGI app; ``app.state.fake`` is its :class:`State`."""
     state = State(seed)
@@ -219,6 +308,11 @@ def create_app(seed: int = 0) -> Starlette:
         state.requests.append(record)
         return response
 
+    async def _pause(seconds: float) -> None:
+        """Sleep ``seconds``, or less if the server starts shutting down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.stopping.wait(), timeout=seconds)
+
     async def _answer(request: Request, record: dict[str, Any]) -> Response:
         fault = state.take_fault(request.url.path)
         if fault is not None:
@@ -234,17 +328,21 @@ def create_app(seed: int = 0) -> Starlette:
                 return JSONResponse(body, status_code=fault.status or 500, headers=headers)
             if fault.kind == "hang":
                 record["outcome"] = "fault"
-                # Hold the request until the fault's window ends (an hour for count-only hangs)
-                # or the client gives up; a client that waited that long gets a 504.
+                # Hold the request until the fault's window ends (an hour for count-only hangs),
+                # the client gives up or the server stops; a client that waited gets a 504.
                 end = fault.until if fault.until is not None else time.time() + 3600
-                while time.time() < end:
+                while time.time() < end and not state.stopping.is_set():
                     if await request.is_disconnected():
                         record["status"] = 499  # nginx's "client closed request"
                         return Response(status_code=499)
-                    await asyncio.sleep(min(0.05, max(0.0, end - time.time())))
+                    await _pause(min(0.05, max(0.0, end - time.time())))
                 return JSONResponse({"status": 504, "error": "hang ended"}, status_code=504)
             if fault.kind == "slow":
-                await asyncio.sleep(fault.delay or 0.0)
+                await _pause(fault.delay or 0.0)
+                if state.stopping.is_set():
+                    record["outcome"] = "fault"
+                    body = {"status": 503, "error": "fake API shutting down"}
+                    return JSONResponse(body, status_code=503)
         response = _route(request, record)
         if fault is not None and fault.kind == "malformed" and response.status_code == 200:
             record["outcome"] = "fault"
@@ -289,23 +387,21 @@ def create_app(seed: int = 0) -> Starlette:
             now = time.time()
             return JSONResponse({"faults": [f.describe() for f in state.faults if f.active(now)]})
         try:
-            body = json.loads(await request.body())
-            fault = Fault.parse(state.next_fault_id, body, time.time())
-        except (json.JSONDecodeError, FaultError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            fault = Fault.parse(state.next_fault_id, await read_json(request), time.time())
+        except FaultError as exc:
+            return _refused(exc)
         state.next_fault_id += 1
         state.faults.append(fault)
         return JSONResponse(fault.describe(), status_code=201)
 
     async def jokes(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-            pool_size = body["pool_size"]
-            if not isinstance(pool_size, int) or pool_size < 1:
-                raise ValueError
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            error = "send {'pool_size': N} with N a positive integer"
-            return JSONResponse({"error": error}, status_code=400)
+            body = await read_json(request)
+            if not isinstance(body, dict) or "pool_size" not in body:
+                raise FaultError(f"send {{'pool_size': N}} with N from 1 to {MAX_POOL_SIZE:_}")
+            pool_size = _integer(body["pool_size"], "pool_size", 1, MAX_POOL_SIZE)
+        except FaultError as exc:
+            return _refused(exc)
         state.pool_size = pool_size
         return JSONResponse({"pool_size": pool_size})
 

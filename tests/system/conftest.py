@@ -15,11 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from harness.fakeapi.client import FakeApiClient
-from harness.postgres import LocalPostgres
-from harness.processes import ManagedProcess, ReadyCheck, log_line
+from harness.postgres import LocalPostgres, free_port
+from harness.processes import ManagedProcess, ReadyCheck, http_ok, log_line
 from harness.profiles import FAST
 from harness.wait import wait_for
 from system.settings import load_settings
@@ -185,3 +186,73 @@ def sut(pg_dsn: str, fakeapi_url: str, jokeapi: FakeApiClient, tmp_path: Path) -
         yield system
     finally:
         system.close()
+
+
+# -- one API server for a whole module (hostile-input tests, Schemathesis) -------------------
+
+
+@pytest.fixture(scope="module")
+def module_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database for a whole test module, on the session's server (or the one
+    ``PROCRASTINATE_DATABASE_URL`` names), dropped afterwards."""
+    name = "m_" + re.sub(r"[^a-z0-9]+", "_", request.module.__name__.lower())[-40:].strip("_")
+    url = os.environ.get("PROCRASTINATE_DATABASE_URL")
+    if url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        params = conninfo_to_dict(url)
+        params["dbname"] = name
+        dsn = make_conninfo(**params)  # type: ignore[arg-type]
+    else:
+        dsn = request.getfixturevalue("postgres").create_database(name)
+    try:
+        yield dsn
+    finally:
+        if url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            request.getfixturevalue("postgres").drop_database(name)
+
+
+class ApiServer:
+    """``python -m system api`` (with its in-process worker) on a free loopback port."""
+
+    def __init__(self, sut: Sut, **overrides: str) -> None:
+        self.sut = sut
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.proc = sut.process(
+            "api",
+            ["api", "--port", str(port), "--name", "api-worker"],
+            http_ok(f"{self.url}/health", statuses=(200, 503)),
+            **overrides,
+        )
+
+    def start(self) -> ApiServer:
+        self.sut.migrate()
+        self.proc.start(timeout=60)
+        return self
+
+    def close(self) -> None:
+        self.sut.close()
+
+
+@pytest.fixture(scope="module")
+def module_api(
+    request: pytest.FixtureRequest,
+    module_dsn: str,
+    fakeapi_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiServer]:
+    """One :class:`ApiServer` for the module, with the module's ``API_ENV`` settings;
+    stopped (and its processes killed) afterwards."""
+    overrides: dict[str, str] = getattr(request.module, "API_ENV", {})
+    tmp = tmp_path_factory.mktemp("api")
+    server = ApiServer(Sut(module_dsn, fakeapi_url, tmp), **overrides)
+    try:
+        yield server.start()
+    finally:
+        server.close()
