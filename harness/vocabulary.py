@@ -148,3 +148,7 @@ class Invariant(StrEnum):
     GRACEFUL_SHUTDOWN = "graceful_shutdown"
     PROCESSES_ALIVE = "processes_alive"
     CALIBRATION = "calibration"
+
+
+#: A mutation run is named ``<scenario>__defect_<defect>`` (:func:`harness.mutation.mutant_name`).
+DEFECT_MARK = "__defect_"

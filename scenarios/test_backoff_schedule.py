@@ -18,8 +18,9 @@ import pytest
 from harness.checker import Verdict, check_attempt_count, check_retry_schedule
 from harness.checks import baseline
 from harness.history import History
+from harness.mutation import mutants
 from harness.profiles import get_profile
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Exponential backoff schedule against an upstream that never recovers"

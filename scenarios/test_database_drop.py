@@ -24,8 +24,9 @@ from harness.checker import Verdict, check_health_transitions, check_queue_resum
 from harness.checks import baseline
 from harness.client import HealthMonitor
 from harness.history import History
+from harness.mutation import mutants
 from harness.nemesis import FaultHandle
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Database drop: link cut beyond the pool timeout, then PostgreSQL SIGKILLed"
@@ -53,13 +54,7 @@ def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_le
             what="the outage to last and /health to notice it",
             strict=False,
         )
-    healed = time.time()
-    sc.hold_until(
-        lambda: sc.saw_health(healed, healthy=True),
-        timeout=budgets.health_recover(p, cal),
-        what="/health back to 200",
-        strict=False,
-    )
+    sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
     sc.client.submit_many(2)  # after the outage: these must run
 
 

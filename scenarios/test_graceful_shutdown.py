@@ -23,8 +23,9 @@ from harness.budgets import EXIT_MARGIN
 from harness.checker import Verdict, check_graceful_shutdown
 from harness.checks import baseline
 from harness.history import History
+from harness.mutation import mutants
 from harness.profiles import get_profile
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Graceful shutdown (SIGTERM) with jobs in flight"

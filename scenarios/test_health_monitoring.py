@@ -26,8 +26,9 @@ from harness.checker import (
 )
 from harness.client import HealthMonitor
 from harness.history import History
+from harness.mutation import mutants
 from harness.nemesis import FaultHandle
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 from system.promises import heartbeat_freshness_limit
 
@@ -41,31 +42,16 @@ def noticed(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], kind: s
     p, cal = sc.profile, sc.calibration
     detect = budgets.health_detect(p, cal)
     with fault as window:
-        sc.hold_until(
-            lambda: sc.saw_health(window.start, healthy=False),
-            timeout=1.5 * detect.get(kind, detect["*"]),
-            what="/health to say 503",
-            strict=False,
+        sc.await_health(
+            healthy=False, since=window.start, timeout=1.5 * detect.get(kind, detect["*"])
         )
-    healed = time.time()
-    sc.hold_until(
-        lambda: sc.saw_health(healed, healthy=True),
-        timeout=budgets.health_recover(p, cal),
-        what="/health to say 200 again",
-        strict=False,
-    )
+    sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
 
 
 def watch_health(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     p, cal = sc.profile, sc.calibration
     with HealthMonitor(sc.client, interval=budgets.health_interval(p)):
-        start = time.time()
-        sc.hold_until(
-            lambda: sc.saw_health(start, healthy=True),
-            timeout=budgets.health_recover(p, cal),
-            what="/health to say 200 at the start",
-            strict=False,
-        )
+        sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
         noticed(sc, sc.nemesis.worker_down("w1"), "kill")
         noticed(sc, sc.nemesis.pg_down(), "pg_restart")
         calm = time.time()

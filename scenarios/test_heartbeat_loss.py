@@ -24,8 +24,9 @@ from harness.checker import Verdict, check_health_transitions
 from harness.checks import baseline
 from harness.client import HealthMonitor
 from harness.history import History
+from harness.mutation import mutants
 from harness.profiles import get_profile
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Heartbeat writes rejected while fetching works"
@@ -67,13 +68,7 @@ def lose_heartbeats(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
                 what="a rejected heartbeat write",
             )
         sc.observe("heartbeat_rejections", window.detail.get("rejected"))
-        healed = time.time()
-        sc.hold_until(
-            lambda: sc.saw_health(healed, healthy=True),
-            timeout=budgets.health_recover(p, cal),
-            what="/health 200 after the heartbeat fault",
-            strict=False,
-        )
+        sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
         n = 2
         sc.nemesis.arm_api_fault("slow", delay=long_run(p), count=n)
         sc.client.submit_many(n)

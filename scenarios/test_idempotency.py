@@ -18,7 +18,8 @@ import pytest
 from harness.checker import Verdict
 from harness.checks import baseline
 from harness.history import History
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.mutation import mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Idempotency: duplicate submissions, the same joke every time"

@@ -16,8 +16,9 @@ import pytest
 from harness.checker import Verdict, check_attempt_count, check_job_timeout, check_retry_schedule
 from harness.checks import baseline
 from harness.history import History
+from harness.mutation import mutants
 from harness.profiles import get_profile
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 from system.jokes import HTTP_TIMEOUT
 

@@ -18,7 +18,8 @@ from harness import budgets
 from harness.checker import Verdict, check_attempt_count, check_recovery_latency
 from harness.checks import baseline
 from harness.history import History
-from harness.scenario import ScenarioFactory, ScenarioRun, mutants
+from harness.mutation import mutants
+from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Stalled-job recovery by a surviving worker"

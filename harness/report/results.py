@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.checker import UNKNOWN, Verdict, merge
 from harness.report import runinfo
+from harness.vocabulary import DEFECT_MARK
 
 SCHEMA_VERSION = 2
 VERDICTS = ("pass", "fail", "unknown")
@@ -40,9 +41,6 @@ ACCOUNTING_COUNTS = (
 )
 ACCOUNTING_IDS = ("lost_ids", "duplicated_ids", "unexpected_ids")
 PHASES = ("stack_start", "calibration", "faults", "settle", "collect", "check")
-#: The naming convention of mutation runs, ``<scenario>__defect_<defect>`` (set by the
-#: scenarios from their declared defect; used here only to find a run's scenario module).
-DEFECT_MARK = "__defect_"
 
 Json = dict[str, Any]
 

@@ -12,8 +12,9 @@ import pytest
 from harness.budgets import Calibration
 from harness.checker import FAIL, PASS, UNKNOWN, Verdict
 from harness.checks import qualified
+from harness.mutation import mutant_name, mutants
 from harness.profiles import get_profile
-from harness.scenario import ScenarioRun, mutant_name, mutants
+from harness.scenario import ScenarioRun
 from system.defects import Defect
 
 CALIBRATION = Calibration(samples=5, pickup_p50=0.01, pickup_max=0.02, job_ids=(1, 2))
