@@ -29,7 +29,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.profiles import Profile
-from system.promises import api_db_timeout, heartbeat_freshness_limit
+from system.promises import (
+    api_db_timeout,
+    heartbeat_freshness_limit,
+    session_teardown_limit,
+)
 
 #: Tolerance = this x the worst pickup lateness seen in calibration (+ noise): a scenario may
 #: run under up to twice the load its calibration saw.
@@ -115,14 +119,16 @@ def reconnect(p: Profile, cal: Calibration) -> float:
 
 
 def long_outage(p: Profile) -> float:
-    """A database outage long enough to matter: past the pool timeout (Procrastinate alone
-    stops its worker), ``WORKER_TIMEOUT`` and four reconnect attempts (a supervisor that gives
-    up early is caught)."""
+    """A database outage long enough to matter: the worker notices (pool timeout + connect
+    timeout; Procrastinate alone stops its worker here), ends its session (the system's own
+    teardown limit: ``WORKER_TIMEOUT`` + pool timeout + margin), then still finds the database
+    gone for four reconnect attempts (a supervisor that gives up early is caught)."""
     steps, delay = 0.0, 0.1
     for _ in range(4):
         steps += delay
         delay = min(delay * 2, p.db_reconnect_max_delay)
-    return p.db_pool_timeout + p.db_connect_timeout + p.worker_timeout + steps
+    notice = p.db_pool_timeout + p.db_connect_timeout
+    return notice + session_teardown_limit(p.worker_timeout, p.db_pool_timeout) + steps
 
 
 def health_interval(p: Profile) -> float:

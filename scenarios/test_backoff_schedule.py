@@ -2,7 +2,7 @@
 spaced ``min(RETRY_BASE_DELAY * 2**(k-1), RETRY_MAX_DELAY)`` apart, then an explicit ``failed``.
 
 The schedule is long enough to tell every realistic wrong schedule apart: in the fast profile
-6 runs with base 0.2 s and cap 1.6 s give 0.2, 0.4, 0.8, 1.6, 1.6 s (four doublings, then one
+6 runs with base 0.3 s and cap 2.4 s give 0.3, 0.6, 1.2, 2.4, 2.4 s (four doublings, then one
 capped delay), so constant, linear, off-by-one and uncapped schedules all fail; the production
 profile keeps the seed's own 2, 4, 8, 16 s (cap 300 s). The tolerance comes from the
 calibration and must stay below half the smallest delay, or the verdict is ``unknown``.
@@ -28,12 +28,12 @@ CLAIMS = ["backoff_formula", "backoff_cap", "retry_window", "max_attempts", "com
 
 
 def schedule_settings(profile_name: str) -> dict[str, Any]:
-    """Fast: 6 runs, base 0.2 s, cap 8 x base (reached on the 4th delay, applied on the 5th).
-    Production: the seed's settings unchanged (5 runs, 2/4/8/16 s, cap 300 s)."""
+    """Fast: 6 runs, the profile's base, cap 8 x base (reached on the 4th delay, applied on the
+    5th). Production: the seed's settings unchanged (5 runs, 2/4/8/16 s, cap 300 s)."""
     p = get_profile(profile_name)
     if p.name == "production":
         return {}
-    return {"max_retries": 6, "retry_base_delay": 0.2, "retry_max_delay": 1.6}
+    return {"max_retries": 6, "retry_max_delay": 8 * p.retry_base_delay}
 
 
 def never_recovers(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:

@@ -29,3 +29,13 @@ def heartbeat_freshness_limit(heartbeat_interval: float) -> float:
 def api_db_timeout(db_pool_timeout: float) -> float:
     """Seconds the API waits for the database before answering 503."""
     return min(db_pool_timeout, API_DB_TIMEOUT_CAP)
+
+
+#: Seconds beyond its own bounds a lost worker session may take to end (closing pools).
+SESSION_TEARDOWN_MARGIN = 2.0
+
+
+def session_teardown_limit(worker_timeout: float, db_pool_timeout: float) -> float:
+    """Seconds a worker takes at most to end a lost session (running jobs get
+    ``WORKER_TIMEOUT``, pending database calls the pool timeout) before it reconnects."""
+    return worker_timeout + db_pool_timeout + SESSION_TEARDOWN_MARGIN

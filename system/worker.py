@@ -40,6 +40,7 @@ from system import db
 from system.defects import Defect
 from system.durations import format_duration
 from system.jokes import HTTP_TIMEOUT
+from system.promises import session_teardown_limit
 from system.settings import Settings
 from system.tasks import (
     HEALTH_TASK,
@@ -291,7 +292,7 @@ class Supervisor:
     async def _end_worker(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
         """Stop a worker whose session is lost; give up waiting after a bounded time."""
         worker.stop()
-        budget = self.settings.worker_timeout + self.settings.db_pool_timeout + 2.0
+        budget = session_teardown_limit(self.settings.worker_timeout, self.settings.db_pool_timeout)
         done, _ = await asyncio.wait({run_task}, timeout=budget)
         if not done:
             logger.warning("worker did not stop within %s: cancelling it", format_duration(budget))
