@@ -4,5 +4,4 @@ pytest_plugins = [
     "harness.pytest_plugin",
     "harness.fixtures",
     "harness.report.plugin",
-    "harness.scenario",
 ]

@@ -10,9 +10,10 @@ Loaded from the root conftest (``pytest_plugins``). Options come from harness/py
 
 Fixtures: ``backend`` (session), ``stack`` (function; options from the ``stack`` marker),
 ``stack_factory`` (function; ``stack_factory(workers=0, api=False, ...)`` builds more stacks,
-all closed at teardown). Nothing outlives the session, also after a failure or Ctrl-C: every
-service is closed by finalizers, and :mod:`harness.cleanup` kills whatever is left at exit
-(or at the next start if this process was SIGKILLed).
+all closed at teardown), ``scenario`` (function; a :class:`harness.scenario.ScenarioRun` per
+``with`` block, see that module). Nothing outlives the session, also after a failure or
+Ctrl-C: every service is closed by finalizers, and :mod:`harness.cleanup` kills whatever is
+left at exit (or at the next start if this process was SIGKILLed).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-from collections.abc import Callable, Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 import pytest
@@ -30,8 +32,18 @@ import pytest
 from harness import cleanup
 from harness.backends import get_backend_class
 from harness.backends.base import Backend, BackendUnavailable, ServiceError
+from harness.mutation import mutant_name
 from harness.profiles import get_profile
+from harness.report.results import (
+    replay_command,
+    result_document,
+    run_block,
+    scenario_entry,
+    write_result,
+)
+from harness.scenario import ScenarioFactory, ScenarioRun
 from harness.stack import Stack
+from system.defects import Defect
 
 STACK_MARKER = (
     "stack(workers=1, api=True, defects=(), settings={}, env={}): options for the stack fixture "
@@ -209,3 +221,101 @@ def stack_factory(
             with contextlib.suppress(Exception):
                 _attach_logs_on_failure(request, built)
             built.close()
+
+
+class _ScenarioBlock:
+    """The ``with`` block of one scenario: builds the :class:`ScenarioRun`, closes it."""
+
+    def __init__(self, make: Callable[[], ScenarioRun]) -> None:
+        self._make = make
+        self.run: ScenarioRun | None = None
+
+    def __enter__(self) -> ScenarioRun:
+        self.run = self._make()
+        return self.run
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.run is not None:
+            self.run.close(exc)
+
+
+@pytest.fixture
+def scenario(
+    request: pytest.FixtureRequest, seed: int, stack_factory: Callable[..., Stack]
+) -> Iterator[ScenarioFactory]:
+    """``scenario(name, title=..., workers=1, defect=None, settings={}, claims=(),
+    expect_failing=())`` -> a context manager yielding a :class:`ScenarioRun` on a started
+    stack; with ``defect`` the run is the mutation ``<name>__defect_<defect>``, expected to
+    fail on one of ``expect_failing``. The stack is closed at teardown."""
+    reports_dir = Path(request.config.getoption("--reports-dir"))
+    backend = str(request.config.getoption("--backend"))
+    profile = str(request.config.getoption("--profile"))
+
+    def make(
+        name: str,
+        *,
+        title: str,
+        workers: int = 1,
+        defect: Defect | None = None,
+        settings: dict[str, Any] | None = None,
+        claims: Sequence[str] = (),
+        expect_failing: Sequence[str] = (),
+    ) -> _ScenarioBlock:
+        if defect is not None:
+            if not expect_failing:
+                raise pytest.UsageError(f"mutation of {name}: name the invariants that must fail")
+            name, title = mutant_name(name, defect), f"{title}, defect {defect.value}"
+
+        def build() -> ScenarioRun:
+            replay = replay_command(name, seed, backend, profile)
+            print(f"scenario {name}: seed={seed} (replay: {replay})")
+            request.node.user_properties.extend([("seed", seed), ("replay", replay)])
+            try:
+                stack = stack_factory(
+                    workers=workers,
+                    defects=[defect.value] if defect else [],
+                    settings=settings or {},
+                )
+            except Exception as exc:
+                entry = scenario_entry(
+                    name=name,
+                    title=title,
+                    seed=seed,
+                    verdicts=[],
+                    expected_verdict="fail" if defect else "pass",
+                    defect=defect.value if defect else None,
+                    expected_failing=expect_failing,
+                    error=f"the stack did not start: {type(exc).__name__}: {exc}",
+                    duration=0.0,
+                    backend=backend,
+                    profile=profile,
+                    claims=claims,
+                    phases={},
+                    calibration=None,
+                    logs={},
+                )
+                run = run_block(seed=seed, backend=backend, profile=profile, started_at=time.time())
+                write_result(
+                    reports_dir / "results" / f"{name}.json", result_document(run, [entry])
+                )
+                raise
+            return ScenarioRun(
+                name=name,
+                title=title,
+                seed=seed,
+                stack=stack,
+                reports_dir=reports_dir,
+                backend=backend,
+                claims=claims,
+                defect=defect,
+                expect_failing=expect_failing,
+            )
+
+        return _ScenarioBlock(build)
+
+    yield make

@@ -1,7 +1,6 @@
 """The scenario lifecycle: start, calibrate, run faults, settle, collect, check, write results.
 
-A pytest plugin (listed in the root conftest's ``pytest_plugins``) providing the ``scenario``
-fixture::
+Used through the ``scenario`` fixture (:mod:`harness.fixtures`)::
 
     def test_worker_crash(scenario):
         with scenario("worker_crash", title="Worker crash", workers=1) as sc:
@@ -10,15 +9,15 @@ fixture::
             sc.nemesis.kill_worker("w1")
             sc.finish(lambda h: [check_queue_accounting(h), ...])
 
-Before the scenario's own steps, :mod:`harness.calibration` measures how late the idle stack
-starts due jobs; every budget and tolerance comes from :mod:`harness.budgets` (the profile and
-that calibration), never from the runs being judged. ``finish`` waits until every
-acknowledged job is terminal, collects the database, the fake API and the workers' logs into
-the history (``<reports-dir>/histories/<name>.jsonl``), runs the checks, writes
-``<reports-dir>/results/<name>.json`` (built by :mod:`harness.report.results`) and fails the
-test naming each failed invariant and its evidence. A mutation scenario (``defect=...``)
-runs the SUT with that deliberate defect and passes only when the checker catches it on one
-of the invariants it names.
+Before the scenario's own steps, :mod:`harness.calibration` measures how late the stack
+starts a retry that has come due; every budget and tolerance comes from
+:mod:`harness.budgets` (the profile and that calibration), never from the runs judged.
+``finish`` waits until every acknowledged job is terminal, collects the database, the fake
+API and the workers' logs into the history (``<reports-dir>/histories/<name>.jsonl``), runs
+the checks, writes ``<reports-dir>/results/<name>.json`` (built by
+:mod:`harness.report.results`) and fails the test naming each failed invariant and its
+evidence. A mutation scenario (``defect=...``) runs the SUT with that deliberate defect and
+passes only when the checker catches it on one of the invariants it names.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -42,7 +40,6 @@ from harness.client import Client
 from harness.history.collect import collect_api_requests, collect_database, collect_run_workers
 from harness.history.records import End, History, Meta, Observation
 from harness.history.store import HistoryWriter
-from harness.mutation import mutant_name
 from harness.nemesis import Nemesis
 from harness.profiles import Profile
 from harness.report.results import (
@@ -289,101 +286,3 @@ def calibrate_stack(sc: ScenarioRun) -> Calibration:
 
 #: Used only to size the client's /health timeout before the calibration has run.
 _NO_CALIBRATION = Calibration(samples=0, pickup_p50=0.0, pickup_max=0.0)
-
-
-class _ScenarioBlock:
-    """The ``with`` block of one scenario: builds the :class:`ScenarioRun`, closes it."""
-
-    def __init__(self, make: Callable[[], ScenarioRun]) -> None:
-        self._make = make
-        self.run: ScenarioRun | None = None
-
-    def __enter__(self) -> ScenarioRun:
-        self.run = self._make()
-        return self.run
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.run is not None:
-            self.run.close(exc)
-
-
-@pytest.fixture
-def scenario(
-    request: pytest.FixtureRequest, seed: int, stack_factory: Callable[..., Stack]
-) -> Iterator[ScenarioFactory]:
-    """``scenario(name, title=..., workers=1, defect=None, settings={}, claims=(),
-    expect_failing=())`` -> a context manager yielding a :class:`ScenarioRun` on a started
-    stack; with ``defect`` the run is the mutation ``<name>__defect_<defect>``, expected to
-    fail on one of ``expect_failing``. The stack is closed at teardown."""
-    reports_dir = Path(request.config.getoption("--reports-dir"))
-    backend = str(request.config.getoption("--backend"))
-    profile = str(request.config.getoption("--profile"))
-
-    def make(
-        name: str,
-        *,
-        title: str,
-        workers: int = 1,
-        defect: Defect | None = None,
-        settings: dict[str, Any] | None = None,
-        claims: Sequence[str] = (),
-        expect_failing: Sequence[str] = (),
-    ) -> _ScenarioBlock:
-        if defect is not None:
-            if not expect_failing:
-                raise pytest.UsageError(f"mutation of {name}: name the invariants that must fail")
-            name, title = mutant_name(name, defect), f"{title}, defect {defect.value}"
-
-        def build() -> ScenarioRun:
-            replay = replay_command(name, seed, backend, profile)
-            print(f"scenario {name}: seed={seed} (replay: {replay})")
-            request.node.user_properties.extend([("seed", seed), ("replay", replay)])
-            try:
-                stack = stack_factory(
-                    workers=workers,
-                    defects=[defect.value] if defect else [],
-                    settings=settings or {},
-                )
-            except Exception as exc:
-                entry = scenario_entry(
-                    name=name,
-                    title=title,
-                    seed=seed,
-                    verdicts=[],
-                    expected_verdict="fail" if defect else "pass",
-                    defect=defect.value if defect else None,
-                    expected_failing=expect_failing,
-                    error=f"the stack did not start: {type(exc).__name__}: {exc}",
-                    duration=0.0,
-                    backend=backend,
-                    profile=profile,
-                    claims=claims,
-                    phases={},
-                    calibration=None,
-                    logs={},
-                )
-                run = run_block(seed=seed, backend=backend, profile=profile, started_at=time.time())
-                write_result(
-                    reports_dir / "results" / f"{name}.json", result_document(run, [entry])
-                )
-                raise
-            return ScenarioRun(
-                name=name,
-                title=title,
-                seed=seed,
-                stack=stack,
-                reports_dir=reports_dir,
-                backend=backend,
-                claims=claims,
-                defect=defect,
-                expect_failing=expect_failing,
-            )
-
-        return _ScenarioBlock(build)
-
-    yield make
