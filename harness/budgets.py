@@ -57,6 +57,7 @@ class Calibration:
     pickup_p50: float
     pickup_max: float
     job_ids: tuple[int, ...] = ()
+    rounds: tuple[float, ...] = ()  # each calibration round's worst pickup, when there were several
 
     @property
     def tolerance(self) -> float:
@@ -64,7 +65,12 @@ class Calibration:
         return round(SCHEDULING_FACTOR * self.pickup_max + TIMESTAMP_NOISE, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "job_ids": list(self.job_ids), "tolerance": self.tolerance}
+        return {
+            **asdict(self),
+            "job_ids": list(self.job_ids),
+            "rounds": list(self.rounds),
+            "tolerance": self.tolerance,
+        }
 
 
 def too_coarse(cal: Calibration, smallest: float, what: str) -> str | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import psycopg
 
@@ -27,6 +28,9 @@ from harness.vocabulary import TERMINAL_STATUSES
 from harness.wait import wait_for
 
 SAMPLES = 5
+#: At most this many calibration rounds: a round spoilt by a passing hiccup (another process's
+#: burst) is measured again; a machine that stays slow stays slow, and the scenario says so.
+ROUNDS = 3
 
 
 def calibrate(
@@ -63,4 +67,23 @@ def calibrate(
         pickup_p50=round(statistics.median(lateness), 4),
         pickup_max=round(lateness[-1], 4),
         job_ids=tuple(ids),
+    )
+
+
+def calibrate_rounds(
+    measure: Callable[[], Calibration], *, precise_enough: float, rounds: int = ROUNDS
+) -> Calibration:
+    """Calibrate (``measure``) until a round's tolerance is at most ``precise_enough`` seconds,
+    at most ``rounds`` times; return the most precise round, with every round's worst pickup
+    (``rounds``) and every round's jobs (all of them are judged with the scenario's)."""
+    done: list[Calibration] = []
+    for _ in range(rounds):
+        done.append(measure())
+        if done[-1].tolerance <= precise_enough:
+            break
+    best = min(done, key=lambda c: c.pickup_max)
+    return replace(
+        best,
+        job_ids=tuple(j for c in done for j in c.job_ids),
+        rounds=tuple(c.pickup_max for c in done),
     )

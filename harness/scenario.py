@@ -33,7 +33,7 @@ import pytest
 
 from harness import budgets
 from harness.budgets import Calibration
-from harness.calibration import calibrate
+from harness.calibration import calibrate, calibrate_rounds
 from harness.checker import Verdict, merge
 from harness.checks import qualified
 from harness.client import Client
@@ -252,8 +252,14 @@ class ScenarioRun(Watch):
         if self.defect is not None:
             failing = {v.name for v in verdicts if v.status == "fail"}
             if not failing & set(self.expect_failing):
+                unjudged = {v.name for v in verdicts if v.status == "unknown"}
+                how = (
+                    "could NOT JUDGE"
+                    if unjudged & set(self.expect_failing) or not verdicts
+                    else "MISSED"
+                )
                 pytest.fail(
-                    f"the checker MISSED the defect {self.defect.value}: expected a failed "
+                    f"the checker {how} the defect {self.defect.value}: expected a failed "
                     f"verdict on {' or '.join(self.expect_failing)}\n{report}",
                     pytrace=False,
                 )
@@ -272,16 +278,23 @@ class ScenarioRun(Watch):
 
 
 def calibrate_stack(sc: ScenarioRun) -> Calibration:
-    """Calibrate ``sc``'s stack through its own client and nemesis (recorded in the history)."""
+    """Calibrate ``sc``'s stack through its own client and nemesis (recorded in the history),
+    again (at most :data:`harness.calibration.ROUNDS` rounds) while a round is too coarse for
+    the profile's smallest delay."""
     p = sc.profile
-    return calibrate(
-        dsn=sc.stack.db_dsn,
-        fail_next=lambda n: sc.nemesis.arm_api_fault("status", status=503, count=n),
-        submit=lambda n: [s.job_id for s in sc.client.submit_many(n) if s.job_id is not None],
-        timeout=budgets.pickup(p)
-        + p.retry_base_delay
-        + 2 * (p.job_timeout + p.worker_poll_interval),
-    )
+
+    def measure() -> Calibration:
+        return calibrate(
+            dsn=sc.stack.db_dsn,
+            fail_next=lambda n: sc.nemesis.arm_api_fault("status", status=503, count=n),
+            submit=lambda n: [s.job_id for s in sc.client.submit_many(n) if s.job_id is not None],
+            timeout=budgets.pickup(p)
+            + p.retry_base_delay
+            + 2 * (p.job_timeout + p.worker_poll_interval),
+        )
+
+    smallest = min(p.retry_base_delay, p.worker_timeout)
+    return calibrate_rounds(measure, precise_enough=budgets.MAX_TOLERANCE_FRACTION * smallest)
 
 
 #: Used only to size the client's /health timeout before the calibration has run.

@@ -26,6 +26,7 @@ def calibration_of(history: History) -> Calibration | None:
             pickup_p50=float(value.get("pickup_p50", 0.0)),
             pickup_max=float(value["pickup_max"]),
             job_ids=tuple(int(j) for j in value.get("job_ids", ())),
+            rounds=tuple(float(r) for r in value.get("rounds", ())),
         )
     return None
 

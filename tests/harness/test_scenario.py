@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from harness.budgets import Calibration
+from harness.calibration import calibrate_rounds
 from harness.checker import FAIL, PASS, UNKNOWN, Verdict
 from harness.checks import qualified
 from harness.mutation import mutant_name, mutants
@@ -129,3 +130,33 @@ def test_a_too_slow_calibration_turns_timing_failures_into_unknown_never_fail() 
     assert "would have failed: job 6 ran again" in out[1].summary
     precise = Verdict("calibration", PASS, "tolerance 0.03s")
     assert [v.status for v in qualified([precise, late])] == [PASS, FAIL]
+
+
+def test_a_mutation_left_unjudged_says_so_rather_than_missed(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path,
+        mutant_name("backoff_schedule", Defect.UNCAPPED_BACKOFF),
+        defect=Defect.UNCAPPED_BACKOFF,
+        expect_failing=["retry_schedule"],
+    )
+    unjudged = Verdict("retry_schedule", UNKNOWN, "not judged (the machine is too slow)")
+    with pytest.raises(pytest.fail.Exception, match="could NOT JUDGE the defect"):
+        run._judge([unjudged])
+    run.close(None)
+
+
+def test_calibration_is_measured_again_after_a_hiccup_and_keeps_every_rounds_jobs() -> None:
+    rounds = iter(
+        [
+            Calibration(samples=5, pickup_p50=0.01, pickup_max=0.09, job_ids=(1, 2)),
+            Calibration(samples=5, pickup_p50=0.01, pickup_max=0.02, job_ids=(3, 4)),
+            Calibration(samples=5, pickup_p50=0.01, pickup_max=0.01, job_ids=(5,)),
+        ]
+    )
+    cal = calibrate_rounds(lambda: next(rounds), precise_enough=0.15)
+    # the first round (tolerance 0.2 s) was too coarse; the second one is precise enough
+    assert cal.pickup_max == 0.02 and cal.rounds == (0.09, 0.02)
+    assert cal.job_ids == (1, 2, 3, 4)
+    slow = iter([Calibration(samples=5, pickup_p50=0.1, pickup_max=m) for m in (0.3, 0.2, 0.4)])
+    stays_slow = calibrate_rounds(lambda: next(slow), precise_enough=0.15)
+    assert stays_slow.rounds == (0.3, 0.2, 0.4) and stays_slow.pickup_max == 0.2
