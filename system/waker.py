@@ -48,6 +48,14 @@ _WAKER_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+#: A wake-up can be used up by a fetch that began just before the retry was due (Procrastinate
+#: clears its wake-up flag after every fetch): the job would then wait for the next poll. So a
+#: job still ``todo`` this long after its wake-up is woken again, at most FOLLOW_UPS times.
+FOLLOW_UP = 0.02
+FOLLOW_UPS = 3
+
+_STILL_WAITING_SQL = "SELECT id FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'todo'"
+
 _SCAN_SQL = """
 SELECT id, queue_name, EXTRACT(EPOCH FROM scheduled_at - clock_timestamp())::float8
   FROM procrastinate_jobs
@@ -105,6 +113,8 @@ class RetryWaker:
         self.scan_limit = scan_limit
         #: job id -> (event loop time when due, queue)
         self._planned: dict[int, tuple[float, str]] = {}
+        #: job id -> follow-up wake-ups left (planned again after a wake-up, see FOLLOW_UP)
+        self._follow_ups: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._flushing = asyncio.Lock()
         self.wakeups = 0
@@ -115,6 +125,7 @@ class RetryWaker:
             return
         delay = (retry_at - datetime.datetime.now(datetime.UTC)).total_seconds()
         self._planned[job_id] = (asyncio.get_running_loop().time() + delay, queue)
+        self._follow_ups.pop(job_id, None)
         self._changed.set()
 
     def planned(self) -> dict[int, float]:
@@ -155,9 +166,17 @@ class RetryWaker:
                 self._wake([(job_id, queue) for job_id, (_, queue) in due.items()]),
                 "wake the workers",
             )
+            later = asyncio.get_running_loop().time() + FOLLOW_UP
             for job_id, plan in due.items():
-                if self._planned.get(job_id) is plan:  # not re-planned meanwhile
+                if self._planned.get(job_id) is not plan:
+                    continue  # re-planned meanwhile
+                left = self._follow_ups.get(job_id, FOLLOW_UPS + 1) - 1
+                if left > 0:
+                    self._planned[job_id] = (later, plan[1])
+                    self._follow_ups[job_id] = left
+                else:
                     del self._planned[job_id]
+                    self._follow_ups.pop(job_id, None)
 
     async def _guarded(self, step: Coroutine[Any, Any, None], what: str) -> None:
         try:
@@ -180,6 +199,14 @@ class RetryWaker:
 
     async def _wake(self, due: list[tuple[int, str]]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
+            followed = [job_id for job_id, _ in due if job_id in self._follow_ups]
+            if followed:  # a follow-up wakes only a job that is still waiting
+                cur = await conn.execute(_STILL_WAITING_SQL, (followed,))
+                waiting = {int(row[0]) for row in await cur.fetchall()}
+                for job_id in followed:
+                    if job_id not in waiting:
+                        self._follow_ups[job_id] = 1  # started: this is its last round
+                due = [(j, q) for j, q in due if j not in self._follow_ups or j in waiting]
             for job_id, queue in due:
                 for channel, payload in notifications(job_id, queue):
                     await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))

@@ -8,7 +8,7 @@ import pytest
 from procrastinate import App
 from procrastinate.testing import InMemoryConnector
 
-from system.waker import RetryAwareJobManager, RetryWaker, notifications
+from system.waker import FOLLOW_UPS, RetryAwareJobManager, RetryWaker, notifications
 
 UTC = datetime.UTC
 
@@ -51,3 +51,53 @@ def test_notifications_mirror_procrastinates_trigger() -> None:
         ("procrastinate_queue_v1#api_calls", '{"type": "job_inserted", "job_id": 5}'),
         ("procrastinate_any_queue_v1", '{"type": "job_inserted", "job_id": 5}'),
     ]
+
+
+class _FakeConn:
+    """Records NOTIFYs; answers the 'still waiting' query with ``waiting``."""
+
+    def __init__(self, waiting: set[int], sent: list[int]) -> None:
+        self.waiting, self.sent = waiting, sent
+
+    def transaction(self) -> _FakeConn:
+        return self
+
+    async def __aenter__(self) -> _FakeConn:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self, sql: str, params: tuple[object, ...]) -> _FakeConn:
+        if "pg_notify" in sql and params[0] == "procrastinate_any_queue_v1":
+            self.sent.append(int(str(params[1]).split('"job_id": ')[1].rstrip("}")))
+        self._rows = [(j,) for j in self.waiting if j in params[0]] if "status" in sql else []
+        return self
+
+    async def fetchall(self) -> list[tuple[int]]:
+        return self._rows
+
+
+class _FakePool:
+    def __init__(self, waiting: set[int]) -> None:
+        self.waiting, self.sent = waiting, []  # type: list[int]
+
+    def connection(self) -> _FakeConn:
+        return _FakeConn(self.waiting, self.sent)
+
+
+async def test_a_job_still_waiting_after_its_wake_up_is_woken_again_a_few_times() -> None:
+    pool = _FakePool(waiting={7})
+    waker = RetryWaker(pool, ["api_calls"], scan_interval=5.0, timeout=1.0)  # type: ignore[arg-type]
+    now = datetime.datetime.now(UTC)
+    waker.note(7, "api_calls", now)  # 7 stays todo: its wake-up was used up elsewhere
+    waker.note(8, "api_calls", now)  # 8 starts at once
+    await waker.flush()
+    assert sorted(pool.sent) == [7, 8]
+    pool.waiting.discard(8)
+    for _ in range(10):  # follow-ups come FOLLOW_UP apart; force them due
+        waker._planned = {j: (0.0, q) for j, (_, q) in waker._planned.items()}
+        await waker.flush()
+    # 7 woken again FOLLOW_UPS times, 8 never again (it was no longer waiting)
+    assert pool.sent.count(7) == 1 + FOLLOW_UPS and pool.sent.count(8) == 1
+    assert waker.planned() == {}
