@@ -11,14 +11,17 @@ Both sides are real processes on one private PostgreSQL, fetching from the fake 
   app's own pool, with no timeout, retry, supervisor, watchdog or waker.
 
 Rounds are paired (ours and bare back to back, in alternating order, each on a fresh
-database) and run in two variants: **queued** (jobs deferred in one batch, then drained) and
-**api** (``python -m system api --no-worker`` serving: the same batch is deferred once
+database) and run in two variants: **queued** (once the worker is ready, jobs are deferred
+in one batch and drained) and **api** (``python -m system api --no-worker`` serving: the
+same batch is deferred once
 both processes are ready and, from that moment, as many jobs are submitted through
 ``POST /tasks/fetch-joke`` at concurrency 50 while the worker drains the batch). Throughput
 is the batch's jobs / (last ``succeeded`` - first ``started``) from the database's event
 times, so start-up does not count, nor the submission rate (printed beside it). Prints each
 round, the per-round ratio ours/bare, the median ratio and the load average before and
-after; asserts nothing about speed.
+after; in the queued variant also the worker process's CPU time per job (user + system, from
+``/proc``: less sensitive to other work on the machine than wall time). Asserts nothing
+about speed.
 
 Environment: ``BENCH_E2E_JOBS`` (jobs per round, default 500), ``BENCH_E2E_ROUNDS``
 (default 5), ``BENCH_E2E_VARIANTS`` (default ``queued,api``), ``BENCH_SEED`` (default 11).
@@ -70,6 +73,7 @@ class Drained:
     rate: float
     statuses: dict[str, int]
     submissions_per_s: float | None = None
+    cpu_ms_per_job: float | None = None
 
 
 # -- the bare limit (runs in its own process) ----------------------------------------------
@@ -223,10 +227,14 @@ def run_round(
         settings = load_settings(env)
         asyncio.run(db.migrate(settings, build_app(settings)))
         bodies = _bodies(jobs, seed)
+        worker = _worker(side, env, tmp)
         if variant == "queued":
-            ids = asyncio.run(_defer(settings, bodies))
-            with _started(_worker(side, env, tmp)):
-                return asyncio.run(_drained(dsn, ids))
+            with _started(worker):
+                cpu = _cpu_seconds(worker)
+                ids = asyncio.run(_defer(settings, bodies))
+                drained = asyncio.run(_drained(dsn, ids))
+                drained.cpu_ms_per_job = (_cpu_seconds(worker) - cpu) * 1000 / jobs
+                return drained
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         api = ManagedProcess(
@@ -236,10 +244,16 @@ def run_round(
             env=env,
             ready=http_ok(f"{url}/openapi.json", statuses=(200,)),
         )
-        with _started(api), _started(_worker(side, env, tmp)):
+        with _started(api), _started(worker):
             return asyncio.run(_drained_under_submissions(settings, url, bodies))
     finally:
         server.drop_database(name)
+
+
+def _cpu_seconds(proc: ManagedProcess) -> float:
+    """User + system CPU seconds the running process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> str:
@@ -280,6 +294,8 @@ def main() -> None:
                         got = run_round(server, match.group(1), side, variant, jobs, seed + n, tmp)
                         rates[side].append(got.rate)
                         extra = "" if got.statuses == {"succeeded": jobs} else f" {got.statuses}"
+                        if got.cpu_ms_per_job is not None:
+                            extra += f", worker CPU {got.cpu_ms_per_job:.2f} ms/job"
                         if got.submissions_per_s is not None:
                             extra += f" (API took {got.submissions_per_s:.0f} submissions/s)"
                         print(f"{variant} round {n + 1} {side:>4}: {got.rate:7.1f} jobs/s{extra}")
