@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import logging
 import math
+import select
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -111,6 +112,30 @@ async def probe(settings: Settings, application_name: str) -> None:
         await conn.execute("SELECT 1")
 
 
+async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The worker pool's check at checkout: a round trip only when the connection may be dead.
+
+    psycopg_pool's own ``check_connection`` costs a round trip on every checkout (about six
+    per job: fetch, finish, store, ...). An idle connection in the pool has nothing to read
+    unless the server or a proxy closed it or sent an error (a killed backend, a restart, a
+    reset), so the full check runs only when its socket is readable; a connection that is
+    closed or broken is refused at once. A silently blackholed connection passes, as it did
+    before in effect: its first query fails within ``tcp_user_timeout`` (a database error:
+    the job is retried, or the session ends and the supervisor starts afresh).
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the pooled connection is closed")
+    if _readable(conn.pgconn.socket):
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    # poll() (not select(), which is limited to descriptors below 1024), without waiting
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 async def open_worker_pool(
     settings: Settings, name: str, application_name: str
 ) -> psycopg_pool.AsyncConnectionPool:
@@ -125,7 +150,7 @@ async def open_worker_pool(
         max_size=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
         kwargs=connect_kwargs(settings, application_name),
-        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        check=check_pooled_connection,
         open=False,
         name=name,
     )
