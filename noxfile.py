@@ -45,6 +45,11 @@ def _scenarios(session: nox.Session, name: str, marks: str) -> None:
             marks,
             "--junitxml=reports/junit.xml",
             "--durations=5",
+            # A scenario that could not be judged (the machine too slow or frozen: verdict
+            # unknown) is run once more; a failed verdict never is.
+            "--reruns=1",
+            "--only-rerun=verdict UNKNOWN",
+            "--only-rerun=could NOT JUDGE",
             *session.posargs,
         )
     finally:

@@ -49,6 +49,7 @@ from harness.report.results import (
     scenario_entry,
     write_result,
 )
+from harness.sentinel import StallSentinel
 from harness.stack import Stack
 from harness.vocabulary import TERMINAL_STATUSES, ObservationName
 from harness.wait import WaitTimeout
@@ -114,6 +115,7 @@ class ScenarioRun(Watch):
         with self.phase("calibration"):
             self.calibration: Calibration = (calibrator or calibrate_stack)(self)
         self.observe(ObservationName.CALIBRATION, self.calibration.to_dict())
+        self.sentinel = StallSentinel(self.writer).start()
         self._faults_started = time.monotonic()
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -150,6 +152,7 @@ class ScenarioRun(Watch):
                 what="every acknowledged job terminal",
                 ids=ids,
             )
+        self.sentinel.stop()
         self.writer.write(End(finished_at=time.time(), deadline=deadline))
         self._settled = budget
         return budget
@@ -273,6 +276,8 @@ class ScenarioRun(Watch):
             text = "interrupted" if error is None else f"{type(error).__name__}: {error}"
             with contextlib.suppress(Exception):
                 self.result = self._write_result([], error=text.splitlines()[0][:300])
+        if hasattr(self, "sentinel"):
+            self.sentinel.stop()
         self.client.close()
         self.writer.close()
 

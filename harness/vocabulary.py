@@ -111,6 +111,7 @@ class ObservationName(StrEnum):
     STALLED_RECOVERY = "stalled_recovery"  # {job_id, attempts, worker_id} from the SUT's table
     RUN_WORKER = "run_worker"  # {job_id, run, worker} from the workers' logs
     CALIBRATION = "calibration"  # pickup latency measured before the faults
+    MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)
     PROCESS_STATUS = (
         "process_status"  # {process, running, exit_code, stopped_by_nemesis} at the end
     )

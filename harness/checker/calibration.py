@@ -8,7 +8,7 @@ the scenario's timing verdicts cannot be trusted and this answers ``unknown`` wi
 
 from __future__ import annotations
 
-from harness.budgets import Calibration, too_coarse
+from harness.budgets import MAX_TOLERANCE_FRACTION, Calibration, too_coarse
 from harness.checker.verdict import PASS, UNKNOWN, Verdict
 from harness.history.records import History
 from harness.vocabulary import Invariant, ObservationName
@@ -32,14 +32,32 @@ def calibration_of(history: History) -> Calibration | None:
 
 
 def check_calibration(history: History, *, smallest: float, what: str) -> Verdict:
-    """Pass when the calibrated tolerance is at most half of ``smallest`` (seconds)."""
+    """Pass when the calibrated tolerance is at most half of ``smallest`` (seconds) and the
+    machine never froze (``machine_stall``, see :mod:`harness.sentinel`) for that long while
+    the scenario ran."""
     cal = calibration_of(history)
     if cal is None:
         return Verdict(NAME, UNKNOWN, "no calibration recorded: timings cannot be judged")
-    figures = {**cal.to_dict(), "smallest_judged": smallest}
+    stalls = [
+        o.value
+        for o in history.observations(ObservationName.MACHINE_STALL)
+        if isinstance(o.value, dict)
+    ]
+    worst = max(stalls, key=lambda v: float(v.get("duration", 0.0)), default=None)
+    figures = {**cal.to_dict(), "smallest_judged": smallest, "machine_stalls": stalls}
     reason = too_coarse(cal, smallest, what)
     if reason is not None:
         return Verdict(NAME, UNKNOWN, reason, figures)
+    if worst is not None and float(worst["duration"]) > MAX_TOLERANCE_FRACTION * smallest:
+        meta = history.meta
+        since = float(worst["start"]) - (meta.started_at if meta else 0.0)
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"the machine froze for {float(worst['duration']):.3f}s at t+{since:.3f}s (the "
+            f"harness could not run): {what} cannot be judged across it",
+            figures,
+        )
     return Verdict(
         NAME,
         PASS,

@@ -66,3 +66,14 @@ def test_a_loaded_machine_makes_timing_verdicts_unknown_not_pass() -> None:
 def test_no_calibration_is_unknown() -> None:
     verdict = check_calibration(HistoryBuilder().build(), smallest=1.0, what="x")
     assert verdict.status == UNKNOWN
+
+
+def test_a_machine_freeze_longer_than_half_the_judged_quantity_is_unknown() -> None:
+    b = _calibrated(0.01)
+    b.observe("machine_stall", {"start": b.t0 + 5.0, "duration": 0.85}, at=5.0)
+    verdict = check_calibration(b.build(), smallest=0.5, what="the job timeout")
+    assert verdict.status == UNKNOWN
+    assert verdict.summary.startswith("the machine froze for 0.850s at t+5.000s")
+    short = _calibrated(0.01)
+    short.observe("machine_stall", {"start": short.t0 + 5.0, "duration": 0.12}, at=5.0)
+    assert check_calibration(short.build(), smallest=0.5, what="x").status == PASS

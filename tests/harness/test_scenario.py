@@ -160,3 +160,29 @@ def test_calibration_is_measured_again_after_a_hiccup_and_keeps_every_rounds_job
     slow = iter([Calibration(samples=5, pickup_p50=0.1, pickup_max=m) for m in (0.3, 0.2, 0.4)])
     stays_slow = calibrate_rounds(lambda: next(slow), precise_enough=0.15)
     assert stays_slow.rounds == (0.3, 0.2, 0.4) and stays_slow.pickup_max == 0.2
+
+
+def test_the_sentinel_records_a_freeze_of_this_process(tmp_path: Path) -> None:
+    import sys
+    import time as clock
+
+    from harness.history.store import HistoryWriter
+    from harness.sentinel import STALL, StallSentinel
+
+    writer = HistoryWriter(tmp_path / "h.jsonl")
+    interval = sys.getswitchinterval()
+    with StallSentinel(writer) as sentinel:
+        clock.sleep(0.05)  # let it run
+        sys.setswitchinterval(2.0)  # this thread keeps the GIL: the sentinel is frozen out
+        try:
+            busy_until = clock.monotonic() + 3 * STALL
+            while clock.monotonic() < busy_until:
+                sum(range(1000))
+        finally:
+            sys.setswitchinterval(interval)
+        clock.sleep(0.05)
+    writer.close()
+    stalls = writer.history.observations("machine_stall")
+    assert stalls, "a 0.3 s freeze of this process was not recorded"
+    assert max(o.value["duration"] for o in stalls) >= 2 * STALL
+    assert sentinel.worst == pytest.approx(max(o.value["duration"] for o in stalls), abs=1e-3)
