@@ -3,8 +3,7 @@
 The killed runs leave their jobs ``doing``; the restarted worker's stalled-job recovery must
 re-queue them within the budget the configuration implies (heartbeat + threshold + check
 interval + poll + calibrated tolerance), and every job must succeed exactly once in effect.
-Mutations: ``no-stall-recovery`` (nothing re-runs) and ``slow-stall-recovery`` (the threshold
-doubled: jobs come back, but late).
+Mutation: ``no-stall-recovery`` (nothing re-runs).
 """
 
 from __future__ import annotations
@@ -63,9 +62,11 @@ def test_worker_crash(scenario: ScenarioFactory) -> None:
         sc.finish(checks, settle_timeout=settle_after_recovery(sc))
 
 
+#: ``slow-stall-recovery`` is judged in stalled_recovery, not here: the restarted worker prunes
+#: the dead worker's row at the configured threshold, and a job whose worker row is gone is
+#: stalled whatever the recovery's own threshold, so here the defect is equivalent to none.
 MUTANTS = [
     (Defect.NO_STALL_RECOVERY, ["queue_accounting", "recovery_latency"]),
-    (Defect.SLOW_STALL_RECOVERY, ["recovery_latency"]),
 ]
 
 

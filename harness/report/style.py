@@ -78,5 +78,9 @@ a{color:var(--link)}
 main{padding:12px 10px 40px}.banner .word{font-size:24px}
 ol.story li{grid-template-columns:6.5em minmax(0,1fr)}ol.story .k{grid-column:2}
 ol.story .x{grid-column:1/-1}
+.wrap>table:has(thead),.wrap>table:has(thead) tbody,.wrap>table:has(thead) tr{display:block}
+.wrap>table:has(thead) thead{display:none}
+.wrap>table:has(thead) td{display:block;border:none;padding:2px 0}
+.wrap>table:has(thead) tr{border-bottom:1px solid #bbb;padding:6px 0}
 }
 """
