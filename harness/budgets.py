@@ -85,11 +85,6 @@ def too_coarse(cal: Calibration, smallest: float, what: str) -> str | None:
     )
 
 
-def smallest_timing(p: Profile) -> float:
-    """The smallest timing quantity the checks judge under this profile."""
-    return min(p.retry_base_delay, p.worker_timeout, p.worker_heartbeat_interval)
-
-
 def backoff_total(p: Profile) -> float:
     """Sum of every backoff wait a job can go through (``max_retries`` runs)."""
     return sum(

@@ -92,3 +92,11 @@ def qualified(verdicts: Sequence[Verdict]) -> list[Verdict]:
             )
         out.append(v)
     return out
+
+
+def judged_jobs(history: History) -> list[int]:
+    """The acknowledged jobs a timing check judges: not the calibration's, whose lateness the
+    tolerance is made of (a tolerance never judges the runs it comes from)."""
+    cal = calibration_of(history)
+    skip = set(cal.job_ids) if cal else set()
+    return [j for j in acknowledged_ids(history) if j not in skip]

@@ -139,3 +139,15 @@ class Watch:
             what=f"/health to say {'200' if healthy else '503'}",
             strict=False,
         )
+
+    def sample_recovery_window(self, recover: float) -> float:
+        """Keep ``/health`` sampled (the scenario's monitor runs meanwhile) until ``recover``
+        seconds have passed and a 200 came since now; at most twice that (the checker judges
+        what it saw)."""
+        start = time.time()
+        return self.hold_until(
+            lambda: time.time() >= start + recover and self.saw_health(start, healthy=True),
+            timeout=2 * recover,
+            what="/health sampled to the end of the recovery window",
+            strict=False,
+        )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from harness.checker import Verdict, check_attempt_count, check_retry_schedule
-from harness.checks import baseline
+from harness.checks import baseline, judged_jobs
 from harness.history import History
 from harness.mutation import mutants
 from harness.profiles import get_profile
@@ -54,6 +54,7 @@ def never_recovers(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
             ),
             check_retry_schedule(
                 h,
+                jobs=judged_jobs(h),
                 base_delay=p.retry_base_delay,
                 max_delay=p.retry_max_delay,
                 tolerance=sc.calibration.tolerance,

@@ -69,15 +69,8 @@ def drop_the_database(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]
             + budgets.backoff_total(p)
             + 2 * p.job_timeout
         )
-        # keep sampling to the end of the recovery window: /health must be 200 by then
-        settled = time.time()
-        recover = budgets.health_recover(p, cal)
-        sc.hold_until(
-            lambda: time.time() >= settled + recover and sc.saw_health(settled, healthy=True),
-            timeout=2 * recover,
-            what="/health 200 after the recovery window",
-            strict=False,
-        )
+        # /health must be 200 by the end of the recovery window
+        sc.sample_recovery_window(budgets.health_recover(p, cal))
 
     def checks(h: History) -> list[Verdict]:
         return [

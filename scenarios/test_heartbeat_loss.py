@@ -73,15 +73,8 @@ def lose_heartbeats(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
         sc.nemesis.arm_api_fault("slow", delay=long_run(p), count=n)
         sc.client.submit_many(n)
         sc.settle(long_run(p) * 2 + budgets.stall_recovery(p, cal) + p.job_timeout)
-        # keep sampling to the end of the recovery window
-        settled = time.time()
-        recover = budgets.health_recover(p, cal)
-        sc.hold_until(
-            lambda: time.time() >= settled + recover,
-            timeout=2 * recover,
-            what="the end of the recovery window",
-            strict=False,
-        )
+        # /health must be 200 by the end of the recovery window, and stay so
+        sc.sample_recovery_window(budgets.health_recover(p, cal))
 
     def checks(h: History) -> list[Verdict]:
         return [

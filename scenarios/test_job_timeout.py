@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from harness.checker import Verdict, check_attempt_count, check_job_timeout, check_retry_schedule
-from harness.checks import baseline
+from harness.checks import baseline, judged_jobs
 from harness.history import History
 from harness.mutation import mutants
 from harness.profiles import get_profile
@@ -58,7 +58,11 @@ def hanging_jobs(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
                 require_timeouts=True,
             ),
             check_retry_schedule(
-                h, base_delay=p.retry_base_delay, max_delay=p.retry_max_delay, tolerance=tol
+                h,
+                jobs=judged_jobs(h),
+                base_delay=p.retry_base_delay,
+                max_delay=p.retry_max_delay,
+                tolerance=tol,
             ),
             check_attempt_count(h, max_attempts=p.max_retries),
         ]

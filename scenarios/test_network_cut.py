@@ -18,7 +18,7 @@ import pytest
 
 from harness import budgets
 from harness.checker import Verdict, check_attempt_count, check_retry_schedule
-from harness.checks import baseline
+from harness.checks import baseline, judged_jobs
 from harness.history import History
 from harness.nemesis import Nemesis
 from harness.profiles import get_profile
@@ -113,6 +113,7 @@ def test_network_cut(scenario: ScenarioFactory, pytestconfig: pytest.Config) -> 
                 ),
                 check_retry_schedule(
                     h,
+                    jobs=judged_jobs(h),
                     base_delay=p.retry_base_delay,
                     max_delay=p.retry_max_delay,
                     tolerance=sc.calibration.tolerance,

@@ -186,3 +186,14 @@ def test_the_sentinel_records_a_freeze_of_this_process(tmp_path: Path) -> None:
     assert stalls, "a 0.3 s freeze of this process was not recorded"
     assert max(o.value["duration"] for o in stalls) >= 2 * STALL
     assert sentinel.worst == pytest.approx(max(o.value["duration"] for o in stalls), abs=1e-3)
+
+
+def test_timing_checks_judge_the_scenarios_jobs_not_the_calibrations() -> None:
+    from harness.checks import judged_jobs
+    from harness.history.builder import HistoryBuilder
+
+    b = HistoryBuilder()
+    for job_id in (1, 2, 3):
+        b.submit(job_id)
+    b.observe("calibration", CALIBRATION.to_dict(), at=0.5)  # job_ids (1, 2)
+    assert judged_jobs(b.build()) == [3]
