@@ -4,4 +4,5 @@ pytest_plugins = [
     "harness.pytest_plugin",
     "harness.fixtures",
     "harness.report.plugin",
+    "harness.target.plugin",
 ]

@@ -162,18 +162,26 @@ class ScenarioRun(Watch):
         self.settle(settle_timeout)
         with self.phase("collect"):
             self._record_processes()
-            for record in collect_database(self.stack.db_dsn):
-                self.writer.write(record)
-            for record in collect_api_requests(f"{self.stack.fakeapi.url}"):
-                self.writer.write(record)
-            for record in collect_run_workers(self.worker_logs):
-                self.writer.write(record)
+            self._collect()
         with self.phase("check"):
             history = self.writer.history
             verdicts = qualified(checks(history))
         self.result = self._write_result(verdicts)
         self._judge(verdicts)
         return self.result
+
+    def _collect(self) -> None:
+        """Turn the database, the fake API's requests and the workers' logs into records."""
+        for record in collect_database(self.stack.db_dsn):
+            self.writer.write(record)
+        for record in collect_api_requests(f"{self.stack.fakeapi.url}"):
+            self.writer.write(record)
+        for record in collect_run_workers(self.worker_logs):
+            self.writer.write(record)
+
+    def replay(self) -> str:
+        """The command that runs this scenario again with the same seed."""
+        return replay_command(self.name, self.seed, self.backend, self.profile.name)
 
     def _record_processes(self) -> None:
         """One ``process_status`` observation per SUT process: is it still running, and did
@@ -209,7 +217,7 @@ class ScenarioRun(Watch):
             title=self.title,
             seed=self.seed,
             verdicts=verdicts,
-            expected_verdict="fail" if self.defect else "pass",
+            expected_verdict="fail" if self.defect or self.expect_failing else "pass",
             defect=self.defect.value if self.defect else None,
             expected_failing=self.expect_failing,
             error=error,
@@ -238,7 +246,7 @@ class ScenarioRun(Watch):
 
     def _judge(self, verdicts: Sequence[Verdict]) -> None:
         verdict = merge(verdicts)
-        replay = replay_command(self.name, self.seed, self.backend, self.profile.name)
+        replay = self.replay()
         lines = [
             f"scenario {self.name}: verdict {verdict.upper()} (seed {self.seed}; replay: "
             f"{replay}; history: {self.history_path})",
@@ -252,7 +260,7 @@ class ScenarioRun(Watch):
                     lines.append(f"           ... {len(v.evidence) - 8} more")
         report = "\n".join(lines)
         print(report)
-        if self.defect is not None:
+        if self.expect_failing:
             failing = {v.name for v in verdicts if v.status == "fail"}
             if not failing & set(self.expect_failing):
                 unjudged = {v.name for v in verdicts if v.status == "unknown"}
@@ -261,8 +269,9 @@ class ScenarioRun(Watch):
                     if unjudged & set(self.expect_failing) or not verdicts
                     else "MISSED"
                 )
+                what = f"the defect {self.defect.value}" if self.defect else "a known failure"
                 pytest.fail(
-                    f"the checker {how} the defect {self.defect.value}: expected a failed "
+                    f"the checker {how} {what}: expected a failed "
                     f"verdict on {' or '.join(self.expect_failing)}\n{report}",
                     pytrace=False,
                 )

@@ -10,7 +10,7 @@ broken one.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.checker.runs import acknowledged_ids, runs_by_job
@@ -35,11 +35,12 @@ def is_capped(run_number: int, base_delay: float, max_delay: float) -> bool:
 def check_retry_schedule(
     history: History,
     *,
-    base_delay: float,
-    max_delay: float,
+    base_delay: float = 0.0,
+    max_delay: float = 0.0,
     tolerance: float,
     jobs: Iterable[int] | None = None,
     require_cap: bool = False,
+    plan: Sequence[float] | None = None,
 ) -> Verdict:
     """Check each scheduled retry (run ``k`` failed, run ``k+1`` started) against the formula
     ``expected = min(base * 2**(k-1), max)``:
@@ -53,7 +54,24 @@ def check_retry_schedule(
     be below half the smallest expected delay judged, or a doubling cannot be told from no
     doubling: unknown. No retry: unknown. With ``require_cap``, no retry whose wait the cap
     shortened: unknown (the cap was not exercised).
+
+    ``plan`` replaces the formula with a stated plan (``plan[k-1]`` after run ``k``; a
+    retry beyond the plan is judged against its last entry): what a user's own strategy
+    decides (:mod:`harness.target.expect`).
     """
+    if plan is not None and not plan:
+        raise ValueError("plan is empty (the strategy never retries)")
+    if plan is None and base_delay <= 0:
+        raise ValueError("give base_delay and max_delay, or a plan")
+
+    def expected_after(run_number: int) -> float:
+        if plan is not None:
+            return float(plan[min(run_number, len(plan)) - 1])
+        return expected_delay(run_number, base_delay, max_delay)
+
+    def capped_after(run_number: int) -> bool:
+        return plan is None and is_capped(run_number, base_delay, max_delay)
+
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
     delays: list[dict[str, Any]] = []
@@ -63,7 +81,7 @@ def check_retry_schedule(
         for prev, nxt in itertools.pairwise(runs):
             if not prev.scheduled_retry or prev.end is None or prev.retry_at is None:
                 continue
-            expected = expected_delay(prev.number, base_delay, max_delay)
+            expected = expected_after(prev.number)
             observed = nxt.start - prev.end
             requested = prev.retry_at - prev.end
             delays.append(
@@ -77,7 +95,7 @@ def check_retry_schedule(
                     "lower": round(expected - tolerance, 6),
                     "upper": round(expected + tolerance, 6),
                     "requested": round(requested, 4),
-                    "capped": is_capped(prev.number, base_delay, max_delay),
+                    "capped": capped_after(prev.number),
                 }
             )
             where = f"job {job_id}: retry after run {prev.number}"
@@ -103,6 +121,7 @@ def check_retry_schedule(
         "base_delay": base_delay,
         "max_delay": max_delay,
         "tolerance": tolerance,
+        "plan": list(plan) if plan is not None else None,
         "capped_retries": capped,
         "smallest_expected": smallest,
     }

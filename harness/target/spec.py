@@ -28,6 +28,19 @@ from typing import Any
 
 #: An ``upstreams`` value meaning "the harness's fake joke API" (scriptable, seeded).
 FAKE_API = "bulletproof:fake-joke-api"
+#: The generic scenarios (``harness/target/scenarios/test_<name>.py``).
+SCENARIOS = (
+    "backoff_schedule",
+    "upstream_cut",
+    "worker_crash",
+    "stalled_recovery",
+    "database_drop",
+    "postgres_restart",
+    "graceful_shutdown",
+)
+#: A worker is ready once its log shows one of these: Procrastinate's own worker (logging at
+#: INFO) or the bulletproof supervised worker.
+DEFAULT_READY = r"Starting worker on|bulletproof: worker ready"
 
 
 class TargetError(ValueError):
@@ -45,6 +58,13 @@ class Target:
     Times are seconds. ``recovery_budget`` is the user's promise (an SLO), not a measurement:
     after a fault heals, jobs must run again within it. ``shutdown_grace`` is how long the
     orchestrator waits after SIGTERM before SIGKILL (Kubernetes' default is 30 s).
+    ``job_seconds`` bounds one normal run of the task. ``ready_log`` is a regular expression
+    a worker's log shows once it takes jobs.
+
+    ``known_failures`` maps a scenario to the invariants the app is known to break there
+    (e.g. while adopting the bulletproof parts): such a scenario passes only when one of them
+    does fail (like a mutant), so a gap stays documented and a fixed one is noticed. The
+    report still shows every failed verdict with its evidence.
     """
 
     name: str
@@ -60,6 +80,8 @@ class Target:
     recovery_budget: float = 10.0
     shutdown_grace: float = 10.0
     job_seconds: float = 1.0
+    ready_log: str = DEFAULT_READY
+    known_failures: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if ":" not in self.app:
@@ -77,6 +99,20 @@ class Target:
             if not 0 < value <= 3600:
                 raise TargetError(
                     f"target {self.name!r}: {name}={value} is out of range; use 0 < s <= 3600"
+                )
+        from harness.vocabulary import Invariant
+
+        for scenario, invariants in self.known_failures.items():
+            if scenario not in SCENARIOS:
+                raise TargetError(
+                    f"target {self.name!r}: known_failures names no scenario {scenario!r}; "
+                    f"use one of {', '.join(SCENARIOS)}"
+                )
+            unknown = sorted(set(invariants) - set(Invariant))
+            if unknown or not invariants:
+                raise TargetError(
+                    f"target {self.name!r}: known_failures[{scenario!r}] must name invariants "
+                    f"among {', '.join(Invariant)} (got {', '.join(unknown) or 'none'})"
                 )
         if self.effect_sql is not None and not self.effect_sql.lstrip().lower().startswith(
             ("select", "with")
@@ -143,7 +179,9 @@ def task_of(target: Target, app: Any) -> Any:
 
 
 __all__: list[str] = [
+    "DEFAULT_READY",
     "FAKE_API",
+    "SCENARIOS",
     "Target",
     "TargetError",
     "import_object",

@@ -1,0 +1,109 @@
+"""The checks every generic scenario runs, and the budgets they judge by.
+
+Budgets come from the target's own statements (``recovery_budget``, ``shutdown_grace``, its
+task's retry plan) and the calibration, never from the run judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from httpx import ConnectError
+
+from harness.checker import (
+    Verdict,
+    check_calibration,
+    check_justified_reruns,
+    check_processes_alive,
+    check_queue_accounting,
+)
+from harness.checker.effect_rows import check_effect_once, check_effect_per_job
+from harness.checker.verdict import FAIL, PASS, UNKNOWN
+from harness.history.records import History
+from harness.target.expect import RetryPlan, retry_plan
+from harness.target.run import TargetRun
+from harness.vocabulary import FaultKind, Invariant
+
+
+def plan_of(run: TargetRun) -> RetryPlan:
+    """The task's retry plan when its upstream refuses connections (what the scenarios do)."""
+    return retry_plan(run.task, ConnectError("connection refused (bulletproof probe)"))
+
+
+def settle_budget(run: TargetRun, jobs: int) -> float:
+    """How long the scenario's jobs may take to end after the last fault healed: the target's
+    recovery budget, every retry wait of its plan, each job's run time, and the tolerance."""
+    plan = plan_of(run)
+    return (
+        run.target.recovery_budget
+        + sum(plan.delays)
+        + jobs * run.target.job_seconds
+        + run.calibration.tolerance
+    )
+
+
+def baseline(history: History, run: TargetRun, *, smallest: float, what: str) -> list[Verdict]:
+    """Calibration fine enough for ``smallest`` (``what``), no job lost, every job succeeded,
+    every re-run justified by a fault, every process alive that no fault stopped, and (with
+    ``effect_sql``) each succeeded job's effect written exactly once."""
+    verdicts = [
+        check_calibration(history, smallest=smallest, what=what),
+        check_queue_accounting(history, task_name=run.target.task, expected_status="succeeded"),
+        check_justified_reruns(history),
+        check_processes_alive(history),
+    ]
+    if run.target.effect_sql is not None:
+        verdicts += [check_effect_once(history), check_effect_per_job(history)]
+    return verdicts
+
+
+def check_shutdown_within_grace(history: History, *, grace: float) -> Verdict:
+    """Each SIGTERMed worker exited by itself within the orchestrator's grace period.
+
+    The bug it catches: a worker that waits for running jobs without a bound (Procrastinate's
+    default ``shutdown_graceful_timeout=None``), so the orchestrator SIGKILLs it mid-job."""
+    faults = [f for f in history.faults if f.kind_ == FaultKind.SIGTERM]
+    rows: list[dict[str, Any]] = []
+    evidence: list[str] = []
+    for fault in faults:
+        code = fault.detail.get("exit_code")
+        took = None if fault.end is None else round(fault.end - fault.start, 3)
+        rows.append({"target": fault.target, "exit_code": code, "seconds": took})
+        if code is None:
+            evidence.append(
+                f"{fault.target} was still running {grace:.1f}s after SIGTERM and had to be "
+                "SIGKILLed"
+            )
+        elif code != 0:
+            evidence.append(f"{fault.target} exited {code} after SIGTERM (expected 0)")
+    figures: dict[str, Any] = {"grace": grace, "shutdowns": rows}
+    name = Invariant.GRACEFUL_SHUTDOWN
+    if evidence:
+        return Verdict(name, FAIL, evidence[0], figures, evidence)
+    if not rows:
+        return Verdict(name, UNKNOWN, "no worker was sent SIGTERM", figures)
+    slowest = max(r["seconds"] or 0.0 for r in rows)
+    return Verdict(
+        name,
+        PASS,
+        f"{len(rows)} workers exited 0 within {slowest:.2f}s (grace {grace:.1f}s)",
+        figures,
+    )
+
+
+def names(verdicts: Sequence[Verdict]) -> list[str]:
+    """The verdicts' names, for messages."""
+    return [v.name for v in verdicts]
+
+
+def upstream_proxies(run: TargetRun) -> list[str]:
+    """The Toxiproxy proxies in front of the target's upstreams."""
+    from harness.target.stack import upstream_proxy_name
+
+    return [upstream_proxy_name(v) for v in run.target.upstreams]
+
+
+def cannot_judge(name: str, reason: str) -> list[Verdict]:
+    """One ``unknown`` verdict: the scenario cannot exercise its property on this target."""
+    return [Verdict(name, UNKNOWN, reason, {})]

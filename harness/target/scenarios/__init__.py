@@ -1,0 +1,1 @@
+"""Generic scenarios: run against any :class:`harness.target.Target` with ``--target``."""
