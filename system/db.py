@@ -12,7 +12,7 @@ import logging
 import math
 import select
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -215,10 +215,33 @@ def jokes_ddl(plain_insert: bool) -> str:
 async def migrate(settings: Settings, app: App) -> list[str]:
     """Apply Procrastinate's schema (if missing), the jokes, recoveries and job effects tables.
 
+    Safe to run again and concurrently (see :func:`migrate_recovery`). Returns what was done.
+    """
+    return await migrate_recovery(
+        settings,
+        app,
+        [jokes_ddl(Defect.PLAIN_INSERT in settings.defects), _RECOVERIES_DDL, _JOB_EFFECTS_DDL],
+        tables=[JOKES_TABLE, RECOVERIES_TABLE, JOB_EFFECTS_TABLE],
+    )
+
+
+async def migrate_recovery(
+    settings: Settings,
+    app: App,
+    ddl: Sequence[str] | None = None,
+    *,
+    tables: Sequence[str] | None = None,
+) -> list[str]:
+    """Apply Procrastinate's schema (if missing), then ``ddl`` (default: the recoveries table
+    that stalled-job recovery writes to).
+
     Safe to run again and concurrently (an advisory lock serialises runs); Procrastinate's
     own ``apply_schema`` is not idempotent, so it runs only when its tables are absent.
-    Returns what was done, for the log.
+    ``ddl`` statements must be idempotent themselves (``CREATE TABLE IF NOT EXISTS``);
+    ``tables`` names what they create, for the log. Returns what was done, for the log.
     """
+    if ddl is None:
+        ddl, tables = [_RECOVERIES_DDL], [RECOVERIES_TABLE]
     done: list[str] = []
     deadline = time.monotonic() + settings.db_pool_timeout
     while True:
@@ -245,13 +268,17 @@ async def migrate(settings: Settings, app: App) -> list[str]:
                 done.append("applied Procrastinate's schema")
             else:
                 done.append("Procrastinate's schema already present")
-            await conn.execute(jokes_ddl(Defect.PLAIN_INSERT in settings.defects))
-            await conn.execute(_RECOVERIES_DDL)
-            await conn.execute(_JOB_EFFECTS_DDL)
-            done.append(f"tables {JOKES_TABLE}, {RECOVERIES_TABLE} and {JOB_EFFECTS_TABLE} ready")
+            for statement in ddl:
+                await conn.execute(statement)
+            if tables:
+                done.append(f"tables {_and(tables)} ready")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
     return done
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 _UPSERT = f"""
