@@ -220,28 +220,26 @@ async def migrate(settings: Settings, app: App) -> list[str]:
     return await migrate_recovery(
         settings,
         app,
-        [jokes_ddl(Defect.PLAIN_INSERT in settings.defects), _RECOVERIES_DDL, _JOB_EFFECTS_DDL],
-        tables=[JOKES_TABLE, RECOVERIES_TABLE, JOB_EFFECTS_TABLE],
+        [jokes_ddl(Defect.PLAIN_INSERT in settings.defects), _JOB_EFFECTS_DDL],
+        tables=[JOKES_TABLE, JOB_EFFECTS_TABLE],
     )
 
 
 async def migrate_recovery(
     settings: Settings,
     app: App,
-    ddl: Sequence[str] | None = None,
+    extra_ddl: Sequence[str] = (),
     *,
-    tables: Sequence[str] | None = None,
+    tables: Sequence[str] = (),
 ) -> list[str]:
-    """Apply Procrastinate's schema (if missing), then ``ddl`` (default: the recoveries table
-    that stalled-job recovery writes to).
+    """Apply Procrastinate's schema (if missing), the recoveries table that stalled-job
+    recovery writes to, then ``extra_ddl`` (which creates ``tables``, named in the log).
 
     Safe to run again and concurrently (an advisory lock serialises runs); Procrastinate's
     own ``apply_schema`` is not idempotent, so it runs only when its tables are absent.
-    ``ddl`` statements must be idempotent themselves (``CREATE TABLE IF NOT EXISTS``);
-    ``tables`` names what they create, for the log. Returns what was done, for the log.
+    ``extra_ddl`` statements must be idempotent too (``CREATE TABLE IF NOT EXISTS``).
+    Returns what was done, for the log.
     """
-    if ddl is None:
-        ddl, tables = [_RECOVERIES_DDL], [RECOVERIES_TABLE]
     done: list[str] = []
     deadline = time.monotonic() + settings.db_pool_timeout
     while True:
@@ -268,10 +266,10 @@ async def migrate_recovery(
                 done.append("applied Procrastinate's schema")
             else:
                 done.append("Procrastinate's schema already present")
-            for statement in ddl:
+            await conn.execute(_RECOVERIES_DDL)
+            for statement in extra_ddl:
                 await conn.execute(statement)
-            if tables:
-                done.append(f"tables {_and(tables)} ready")
+            done.append(f"tables {_and([RECOVERIES_TABLE, *tables])} ready")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
     return done
