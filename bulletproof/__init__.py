@@ -17,7 +17,14 @@ from the environment (``PROCRASTINATE_DATABASE_URL``, ``WORKER_TIMEOUT``, ...), 
 project's own packages.
 """
 
-from bulletproof.core import AppError, check_stalled_recovery, load_app, migrate, supervise
+from bulletproof.core import (
+    AppError,
+    check_stalled_recovery,
+    load_app,
+    migrate,
+    migrate_main,
+    supervise,
+)
 from system.retry import ExponentialBackoffStrategy
 from system.settings import Settings, SettingsError, load_settings
 from system.tasks import STALLED_TASK, recover_stalled_jobs, register_stalled_recovery
@@ -35,6 +42,7 @@ __all__ = [
     "load_app",
     "load_settings",
     "migrate",
+    "migrate_main",
     "recover_stalled_jobs",
     "register_stalled_recovery",
     "supervise",

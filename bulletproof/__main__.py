@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import sys
 
-from bulletproof.core import AppError, check_stalled_recovery, load_app, migrate, supervise
-from system.__main__ import configure_logging, report_migration
+from bulletproof.core import AppError, check_stalled_recovery, load_app, migrate_main, supervise
+from system.__main__ import configure_logging
 from system.settings import SettingsError, load_settings
 
 
@@ -48,15 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     queues = _queues(getattr(args, "queues", None))
     try:
         app = load_app(args.app)
-        if args.command == "worker":
-            check_stalled_recovery(app, queues)
+        if args.command == "migrate":
+            return asyncio.run(migrate_main(app))
+        check_stalled_recovery(app, queues)
         settings = load_settings()
     except (AppError, SettingsError) as exc:
         print(f"bulletproof: {exc}", file=sys.stderr)
         return 2
     configure_logging()
-    if args.command == "migrate":
-        return asyncio.run(report_migration(migrate(app, settings)))
     return asyncio.run(
         supervise(
             app,

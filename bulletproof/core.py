@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from procrastinate import App
 
 from system import db
-from system.settings import Settings, load_settings
+from system.settings import Settings, SettingsError, load_settings
 from system.tasks import STALLED_TASK
 from system.worker import Supervisor, adopt_app, install_stop_signals
 
@@ -118,6 +119,23 @@ async def migrate(
     """
     settings = settings if settings is not None else load_settings()
     return await db.migrate_recovery(settings, app, extra_sql, tables=tables)
+
+
+async def migrate_main(
+    app: App, *, extra_sql: Sequence[str] = (), tables: Sequence[str] = ()
+) -> int:
+    """The body of a migrate command: :func:`migrate` with settings from the environment,
+    what was done logged, failures as one line on stderr. Returns the exit code (0, 1, or 2
+    for bad settings)."""
+    from system.__main__ import configure_logging, report_migration
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"bulletproof: {exc}", file=sys.stderr)
+        return 2
+    configure_logging()
+    return await report_migration(migrate(app, settings, extra_sql=extra_sql, tables=tables))
 
 
 def _first_line(exc: BaseException) -> str:
