@@ -40,6 +40,8 @@ HEALTH_TASK = "health_check_task"
 QUEUES = ("api_calls", "default")
 #: Key of the worker session's shared ``httpx.AsyncClient`` in the job context.
 HTTP_CLIENT_KEY = "http_client"
+#: Key of the supervised worker's :class:`Settings` in the job context.
+SETTINGS_KEY = "bulletproof_settings"
 
 #: What makes `fetch_and_cache_joke` retry: an unwell API, the network, a timeout (the
 #: seed's list forgets `TimeoutError`, which `asyncio.timeout` raises) and a database that
@@ -166,12 +168,12 @@ def register_stalled_recovery(
 ) -> None:
     """Register ``retry_stalled_jobs`` (:data:`STALLED_TASK`) on ``app``, on ``queue``.
 
-    The task runs :func:`recover_stalled_jobs`. ``settings`` None reads them from the
-    environment when the task runs (so the app's module imports without them). A worker must
-    listen on ``queue`` for the recovery to run; something must defer the task (the
-    supervised worker's schedule does, every ``STALLED_JOB_CHECK_INTERVAL``). Its queueing
-    lock keeps one queued copy at most, and it carries no ``lock``: a stalled recovery must
-    never block the next one.
+    The task runs :func:`recover_stalled_jobs`. ``settings`` None: the supervised worker's
+    (from the job context), else the environment's when the task runs (so the app's module
+    imports without them). A worker must listen on ``queue`` for the recovery to run, and
+    something must defer the task (the supervised worker's schedule does, every
+    ``STALLED_JOB_CHECK_INTERVAL``). Its queueing lock keeps one queued copy at most; it
+    carries no ``lock``: a stalled recovery must never block the next one.
     """
 
     @app.task(
@@ -182,7 +184,7 @@ def register_stalled_recovery(
         pass_context=True,
     )
     async def retry_stalled_jobs(context: JobContext) -> dict[str, int]:
-        current = settings if settings is not None else load_settings()
+        current = settings or context.additional_context.get(SETTINGS_KEY) or load_settings()
         return await recover_stalled_jobs(context.app, current, own_job_id=context.job.id)
 
 

@@ -47,6 +47,7 @@ from system.tasks import (
     HTTP_CLIENT_KEY,
     QUEUES,
     SCHEDULED_FETCH_TASK,
+    SETTINGS_KEY,
     STALLED_TASK,
     build_app,
 )
@@ -240,7 +241,7 @@ class Supervisor:
                 update_heartbeat_interval=settings.worker_heartbeat_interval,
                 # prune only workers whose jobs count as stalled anyway
                 stalled_worker_timeout=settings.stalled_job_threshold,
-                additional_context={HTTP_CLIENT_KEY: http},
+                additional_context={HTTP_CLIENT_KEY: http, SETTINGS_KEY: settings},
             )
             if self._stop is None or self._stop.is_set():
                 return None
