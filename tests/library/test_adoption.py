@@ -9,6 +9,7 @@ import asyncio
 import datetime
 
 import psycopg
+import psycopg_pool
 import pytest
 from procrastinate import App, PsycopgConnector
 from procrastinate.testing import InMemoryConnector
@@ -218,3 +219,21 @@ async def test_waker_for_all_queues_plans_any_queue() -> None:
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
     waker.note(7, "anything", soon)
     assert waker.planned() == {7: pytest.approx(2.0, abs=0.1)}
+
+
+@pytest.mark.integration
+async def test_waker_for_all_queues_finds_scheduled_retries_of_any_queue(pg_dsn: str) -> None:
+    app = user_app()
+    settings = settings_for(pg_dsn)
+    await bulletproof.migrate(app, settings)
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
+    with app.replace_connector(PsycopgConnector(conninfo=pg_dsn)):
+        async with app.open_async():
+            job_id = await app.tasks["user_work"].configure(schedule_at=later).defer_async(n=1)
+    async with psycopg_pool.AsyncConnectionPool(pg_dsn, min_size=1, open=False) as pool:
+        every = RetryWaker(pool, None, scan_interval=5.0, timeout=5.0)
+        others = RetryWaker(pool, ["elsewhere"], scan_interval=5.0, timeout=5.0)
+        await every._scan()
+        await others._scan()
+    assert every.planned() == {job_id: pytest.approx(30.0, abs=2.0)}
+    assert others.planned() == {}
