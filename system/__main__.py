@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable
 
 from system.settings import Settings, SettingsError, load_settings
 
@@ -32,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
+    """INFO and up to stderr, with time, level and logger name (shared with bulletproof)."""
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
@@ -42,13 +44,19 @@ def _configure_logging() -> None:
 
 
 async def _migrate(settings: Settings) -> int:
-    import psycopg
-
     from system import db
     from system.tasks import build_app
 
+    return await report_migration(db.migrate(settings, build_app(settings)))
+
+
+async def report_migration(migration: Awaitable[list[str]]) -> int:
+    """Await a migration and log what it did: 0, or 1 with a one-line error (shared with
+    bulletproof)."""
+    import psycopg
+
     try:
-        done = await db.migrate(settings, build_app(settings))
+        done = await migration
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"bulletproof: migrate failed: {first}", file=sys.stderr)
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"bulletproof: {exc}", file=sys.stderr)
         return 2
-    _configure_logging()
+    configure_logging()
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "worker":

@@ -12,7 +12,7 @@ import logging
 import math
 import select
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -215,8 +215,29 @@ def jokes_ddl(plain_insert: bool) -> str:
 async def migrate(settings: Settings, app: App) -> list[str]:
     """Apply Procrastinate's schema (if missing), the jokes, recoveries and job effects tables.
 
+    Safe to run again and concurrently (see :func:`migrate_recovery`). Returns what was done.
+    """
+    return await migrate_recovery(
+        settings,
+        app,
+        [jokes_ddl(Defect.PLAIN_INSERT in settings.defects), _JOB_EFFECTS_DDL],
+        tables=[JOKES_TABLE, JOB_EFFECTS_TABLE],
+    )
+
+
+async def migrate_recovery(
+    settings: Settings,
+    app: App,
+    extra_ddl: Sequence[str] = (),
+    *,
+    tables: Sequence[str] = (),
+) -> list[str]:
+    """Apply Procrastinate's schema (if missing), the recoveries table that stalled-job
+    recovery writes to, then ``extra_ddl`` (which creates ``tables``, named in the log).
+
     Safe to run again and concurrently (an advisory lock serialises runs); Procrastinate's
     own ``apply_schema`` is not idempotent, so it runs only when its tables are absent.
+    ``extra_ddl`` statements must be idempotent too (``CREATE TABLE IF NOT EXISTS``).
     Returns what was done, for the log.
     """
     done: list[str] = []
@@ -245,13 +266,17 @@ async def migrate(settings: Settings, app: App) -> list[str]:
                 done.append("applied Procrastinate's schema")
             else:
                 done.append("Procrastinate's schema already present")
-            await conn.execute(jokes_ddl(Defect.PLAIN_INSERT in settings.defects))
             await conn.execute(_RECOVERIES_DDL)
-            await conn.execute(_JOB_EFFECTS_DDL)
-            done.append(f"tables {JOKES_TABLE}, {RECOVERIES_TABLE} and {JOB_EFFECTS_TABLE} ready")
+            for statement in extra_ddl:
+                await conn.execute(statement)
+            done.append(f"tables {_and([RECOVERIES_TABLE, *tables])} ready")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
     return done
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 _UPSERT = f"""

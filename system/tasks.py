@@ -28,8 +28,8 @@ from system import db
 from system.defects import Defect
 from system.jokes import PermanentJokeError, TransientJokeError, fetch_joke
 from system.retry import ExponentialBackoffStrategy
-from system.settings import Settings
-from system.waker import RetryAwareJobManager
+from system.settings import Settings, load_settings
+from system.waker import bind_connector
 
 logger = logging.getLogger("system.tasks")
 
@@ -40,6 +40,8 @@ HEALTH_TASK = "health_check_task"
 QUEUES = ("api_calls", "default")
 #: Key of the worker session's shared ``httpx.AsyncClient`` in the job context.
 HTTP_CLIENT_KEY = "http_client"
+#: Key of the supervised worker's :class:`Settings` in the job context.
+SETTINGS_KEY = "bulletproof_settings"
 
 #: What makes `fetch_and_cache_joke` retry: an unwell API, the network, a timeout (the
 #: seed's list forgets `TimeoutError`, which `asyncio.timeout` raises) and a database that
@@ -68,8 +70,7 @@ def build_app(settings: Settings, connector: BaseConnector | None = None) -> App
     the worker passes a fresh one per session (see ``system.worker``).
     """
     app = App(connector=connector or PsycopgConnector(conninfo=settings.procrastinate_database_url))
-    # before the tasks are registered: they keep a reference to the app's job manager
-    app.job_manager = RetryAwareJobManager(app.connector)
+    bind_connector(app, app.connector)
     register_tasks(app, settings)
     return app
 
@@ -137,15 +138,7 @@ def register_tasks(app: App, settings: Settings) -> None:
         logger.info("Job %s: Fetching joke (attempt %d/3)", job.id, job.attempts + 1)
         return await _fetch_and_store(context, settings, None)
 
-    @app.task(
-        name=STALLED_TASK,
-        queue="default",
-        queueing_lock=STALLED_TASK,
-        retry=ExponentialBackoffStrategy(max_attempts=3, base_delay=5.0, max_delay=60.0),
-        pass_context=True,
-    )
-    async def retry_stalled_jobs(context: JobContext) -> dict[str, int]:
-        return await recover_stalled_jobs(context.app, settings, own_job_id=context.job.id)
+    register_stalled_recovery(app, settings)
 
     @app.task(
         name=HEALTH_TASK,
@@ -168,6 +161,31 @@ def register_tasks(app: App, settings: Settings) -> None:
             figures["jobs"],
         )
         return {"workers": workers, "heartbeat_age": age, **figures}
+
+
+def register_stalled_recovery(
+    app: App, settings: Settings | None = None, *, queue: str = "default"
+) -> None:
+    """Register ``retry_stalled_jobs`` (:data:`STALLED_TASK`) on ``app``, on ``queue``.
+
+    The task runs :func:`recover_stalled_jobs`. ``settings`` None: the supervised worker's
+    (from the job context), else the environment's when the task runs (so the app's module
+    imports without them). A worker must listen on ``queue`` for the recovery to run, and
+    something must defer the task (the supervised worker's schedule does, every
+    ``STALLED_JOB_CHECK_INTERVAL``). Its queueing lock keeps one queued copy at most; it
+    carries no ``lock``: a stalled recovery must never block the next one.
+    """
+
+    @app.task(
+        name=STALLED_TASK,
+        queue=queue,
+        queueing_lock=STALLED_TASK,
+        retry=ExponentialBackoffStrategy(max_attempts=3, base_delay=5.0, max_delay=60.0),
+        pass_context=True,
+    )
+    async def retry_stalled_jobs(context: JobContext) -> dict[str, int]:
+        current = settings or context.additional_context.get(SETTINGS_KEY) or load_settings()
+        return await recover_stalled_jobs(context.app, current, own_job_id=context.job.id)
 
 
 @contextlib.asynccontextmanager

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from procrastinate import manager
+from procrastinate import App, manager
 from procrastinate.connector import BaseConnector
 from procrastinate.jobs import Job
 
@@ -59,7 +59,8 @@ _STILL_WAITING_SQL = "SELECT id FROM procrastinate_jobs WHERE id = ANY(%s) AND s
 _SCAN_SQL = """
 SELECT id, queue_name, EXTRACT(EPOCH FROM scheduled_at - clock_timestamp())::float8
   FROM procrastinate_jobs
- WHERE status = 'todo' AND queue_name = ANY(%(queues)s) AND scheduled_at > now()
+ WHERE status = 'todo' AND scheduled_at > now()
+   AND (%(all_queues)s OR queue_name = ANY(%(queues)s))
  ORDER BY scheduled_at
  LIMIT %(limit)s
 """
@@ -87,6 +88,17 @@ class RetryAwareJobManager(manager.JobManager):
             listener(job.id, queue or job.queue, at)
 
 
+def bind_connector(app: App, connector: BaseConnector) -> App:
+    """Point ``app`` at ``connector``, with a :class:`RetryAwareJobManager` over it.
+
+    The same App object is kept: Procrastinate's tasks look ``app.job_manager`` up when they
+    defer, so they use the new connector too (as ``App.replace_connector`` does, for good).
+    """
+    app.connector = connector
+    app.job_manager = RetryAwareJobManager(connector)
+    return app
+
+
 def notifications(job_id: int, queue: str) -> list[tuple[str, str]]:
     """``(channel, payload)`` pairs that Procrastinate's insert trigger sends for a job."""
     payload = json.dumps({"type": "job_inserted", "job_id": job_id})
@@ -95,19 +107,19 @@ def notifications(job_id: int, queue: str) -> list[tuple[str, str]]:
 
 
 class RetryWaker:
-    """Wakes the workers of ``queues`` when a planned retry is due (see the module doc)."""
+    """Wakes the workers of ``queues`` (None: all) when a planned retry is due (module doc)."""
 
     def __init__(
         self,
         pool: psycopg_pool.AsyncConnectionPool,
-        queues: Iterable[str],
+        queues: Iterable[str] | None,
         *,
         scan_interval: float,
         timeout: float,
         scan_limit: int = 200,
     ) -> None:
         self.pool = pool
-        self.queues = tuple(queues)
+        self.queues = None if queues is None else tuple(queues)
         self.scan_interval = scan_interval
         self.timeout = timeout
         self.scan_limit = scan_limit
@@ -121,7 +133,7 @@ class RetryWaker:
 
     def note(self, job_id: int, queue: str, retry_at: datetime.datetime) -> None:
         """Plan a wake-up for a retry just stored (a :data:`RetryListener`)."""
-        if queue not in self.queues:
+        if self.queues is not None and queue not in self.queues:
             return
         delay = (retry_at - datetime.datetime.now(datetime.UTC)).total_seconds()
         self._planned[job_id] = (asyncio.get_running_loop().time() + delay, queue)
@@ -190,7 +202,12 @@ class RetryWaker:
         loop = asyncio.get_running_loop()
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                _SCAN_SQL, {"queues": list(self.queues), "limit": self.scan_limit}
+                _SCAN_SQL,
+                {
+                    "all_queues": self.queues is None,
+                    "queues": list(self.queues or ()),
+                    "limit": self.scan_limit,
+                },
             )
             rows = await cur.fetchall()
         now = loop.time()

@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -47,14 +47,18 @@ from system.tasks import (
     HTTP_CLIENT_KEY,
     QUEUES,
     SCHEDULED_FETCH_TASK,
+    SETTINGS_KEY,
     STALLED_TASK,
     build_app,
 )
-from system.waker import RetryAwareJobManager, RetryWaker
+from system.waker import RetryAwareJobManager, RetryWaker, bind_connector
 
 logger = logging.getLogger("system.worker")
 
 AppFactory = Callable[[Settings, PsycopgConnector], App]
+
+#: ``(task name, interval in seconds)`` pairs that a session defers on a fixed rate.
+SchedulePlan = Sequence[tuple[str, float]]
 
 #: Failures that end a session and make the supervisor wait for the database.
 SESSION_ERRORS: tuple[type[BaseException], ...] = (
@@ -71,6 +75,8 @@ _FIRST_RECONNECT_DELAY = 0.1
 #: Recovery and health checks jump the queue: with every slot busy they run at the next free
 #: one instead of behind the backlog (Procrastinate fetches by priority, then id).
 MAINTENANCE_PRIORITY = 10
+#: The tasks deferred with :data:`MAINTENANCE_PRIORITY` by a schedule.
+MAINTENANCE_TASKS = frozenset({STALLED_TASK, HEALTH_TASK})
 
 # Scheduling note: Procrastinate's periodic tasks (cron) tick once per second at best, and
 # a failing periodic deferrer stops the whole worker. Compressed-time runs need sub-second
@@ -92,8 +98,30 @@ def default_worker_name() -> str:
     return f"worker-{os.getpid()}"
 
 
+def adopt_app(app: App) -> AppFactory:
+    """An ``app_factory`` that runs a user's existing ``app`` under the :class:`Supervisor`.
+
+    Each session points the same App object at the session's fresh connector, with a
+    :class:`~system.waker.RetryAwareJobManager` (so the retry waker hears of its retries).
+    The app keeps that connector afterwards; callers that need the old one restore it.
+    """
+
+    def factory(settings: Settings, connector: PsycopgConnector) -> App:
+        return bind_connector(app, connector)
+
+    return factory
+
+
 class Supervisor:
-    """Runs Procrastinate's worker for as long as asked, across database outages."""
+    """Runs Procrastinate's worker for as long as asked, across database outages.
+
+    ``app_factory`` builds the app of each session (the system's by default; see
+    :func:`adopt_app` for a user's own app). ``queues`` are the queues to take jobs from
+    (None: all). ``schedules`` is True for the system's plan (stalled-job recovery, health
+    check, scheduled fetch, at their configured intervals), False for none, or an explicit
+    plan of ``(task name, interval)`` pairs. ``migrate_command`` is named when the schema
+    is missing.
+    """
 
     def __init__(
         self,
@@ -101,12 +129,16 @@ class Supervisor:
         name: str | None = None,
         *,
         app_factory: AppFactory = build_app,
-        schedules: bool = True,
+        schedules: bool | SchedulePlan = True,
+        queues: Sequence[str] | None = QUEUES,
+        migrate_command: str = "python -m system migrate",
     ) -> None:
         self.settings = settings
         self.name = name or default_worker_name()
         self.app_factory = app_factory
         self.schedules = schedules
+        self.queues: tuple[str, ...] | None = None if queues is None else tuple(queues)
+        self.migrate_command = migrate_command
         self.sessions = 0
         self._stop: asyncio.Event | None = None
         self._worker: Worker | None = None
@@ -190,10 +222,10 @@ class Supervisor:
             app = self.app_factory(settings, PsycopgConnector())
             await app.open_async(pool=pool)
             if not await app.check_connection_async():
-                return "Procrastinate's tables are missing: run `python -m system migrate`"
+                return f"Procrastinate's tables are missing: run `{self.migrate_command}`"
             worker = Worker(
                 app,
-                queues=list(QUEUES),
+                queues=None if self.queues is None else list(self.queues),
                 name=self.name,
                 concurrency=settings.worker_concurrency,
                 wait=True,
@@ -209,7 +241,7 @@ class Supervisor:
                 update_heartbeat_interval=settings.worker_heartbeat_interval,
                 # prune only workers whose jobs count as stalled anyway
                 stalled_worker_timeout=settings.stalled_job_threshold,
-                additional_context={HTTP_CLIENT_KEY: http},
+                additional_context={HTTP_CLIENT_KEY: http, SETTINGS_KEY: settings},
             )
             if self._stop is None or self._stop.is_set():
                 return None
@@ -228,8 +260,7 @@ class Supervisor:
                 )
                 side_tasks.append(watchdog)
                 waited.add(watchdog)
-            if self.schedules:
-                side_tasks.extend(self._start_schedules(app))
+            side_tasks.extend(self._start_schedules(app))
             waker = self._waker_for(app, pool)
             side_tasks.append(asyncio.create_task(waker.run(), name="bulletproof retry waker"))
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
@@ -283,7 +314,7 @@ class Supervisor:
             logger.info(
                 "worker %s taking jobs on queues %s (concurrency %d)",
                 self.name,
-                ", ".join(QUEUES),
+                "(all)" if self.queues is None else ", ".join(self.queues),
                 self.settings.worker_concurrency,
             )
         else:
@@ -330,7 +361,7 @@ class Supervisor:
         settings = self.settings
         waker = RetryWaker(
             pool,
-            QUEUES,
+            self.queues,
             # jobs scheduled by other processes are found by this scan; polling covers the rest
             scan_interval=max(settings.worker_poll_interval, 1.0),
             timeout=settings.db_pool_timeout + 1.0,
@@ -339,13 +370,21 @@ class Supervisor:
             app.job_manager.retry_listeners.append(waker.note)
         return waker
 
+    def schedule_plan(self) -> list[tuple[str, float | None]]:
+        """The ``(task, interval)`` pairs this supervisor defers (None: not scheduled)."""
+        if isinstance(self.schedules, bool):
+            if not self.schedules:
+                return []
+            settings = self.settings
+            return [
+                (STALLED_TASK, settings.stalled_job_check_interval),
+                (HEALTH_TASK, settings.health_check_interval),
+                (SCHEDULED_FETCH_TASK, settings.scheduled_fetch_interval),
+            ]
+        return list(self.schedules)
+
     def _start_schedules(self, app: App) -> list[asyncio.Task[None]]:
-        settings = self.settings
-        plan = [
-            (STALLED_TASK, settings.stalled_job_check_interval),
-            (HEALTH_TASK, settings.health_check_interval),
-            (SCHEDULED_FETCH_TASK, settings.scheduled_fetch_interval),
-        ]
+        plan = self.schedule_plan()
         return [
             asyncio.create_task(self._schedule(app, task, interval), name=f"schedule {task}")
             for task, interval in plan
@@ -366,7 +405,7 @@ class Supervisor:
                         )
                         row = await cur.fetchone()
                     if not (row and row[0]):
-                        priority = MAINTENANCE_PRIORITY if task_name != SCHEDULED_FETCH_TASK else 0
+                        priority = MAINTENANCE_PRIORITY if task_name in MAINTENANCE_TASKS else 0
                         await app.configure_task(task_name, priority=priority).defer_async()
             except AlreadyEnqueued:
                 pass

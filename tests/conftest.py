@@ -1,4 +1,4 @@
-"""Shared fixtures for the test suite: one real PostgreSQL per session, a fresh database per test.
+"""Shared fixtures: one real PostgreSQL per session, a fresh database per test, the fake joke API.
 
 Set ``PROCRASTINATE_DATABASE_URL`` to use an existing server instead: each test then gets a fresh
 database created on that server (the URL's user must be allowed to create databases).
@@ -9,13 +9,16 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import sys
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from harness.fakeapi.client import FakeApiClient
 from harness.postgres import LocalPostgres, PostgresError
+from harness.processes import ManagedProcess, log_line
 
 _counter = itertools.count()
 
@@ -66,3 +69,34 @@ def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
         yield dsn
     finally:
         server.drop_database(name)
+
+
+LISTENING = r"fakeapi: listening on (http://\S+)"
+
+
+@pytest.fixture(scope="module")
+def fakeapi_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real fake-API server process for the module."""
+    tmp = tmp_path_factory.mktemp("fakeapi")
+    proc = ManagedProcess(
+        "fakeapi",
+        [sys.executable, "-m", "harness.fakeapi", "--port", "0", "--seed", "11"],
+        log_path=tmp / "fakeapi.log",
+        ready=log_line(LISTENING),
+    )
+    proc.start(timeout=30)
+    try:
+        match = re.search(LISTENING, proc.output())
+        assert match is not None
+        yield match.group(1)
+    finally:
+        proc.close()
+
+
+@pytest.fixture
+def jokeapi(fakeapi_url: str) -> Iterator[FakeApiClient]:
+    """Control client of the fake API, reset before and after each test."""
+    client = FakeApiClient(fakeapi_url)
+    client.reset()
+    yield client
+    client.reset()

@@ -1,4 +1,4 @@
-"""Fixtures for the SUT's integration tests: the fake joke API and a `Sut` helper.
+"""Fixtures for the SUT's integration tests: a `Sut` helper (fake API: tests/conftest.py).
 
 `Sut` starts real ``python -m system ...`` processes against a fresh database (``pg_dsn``),
 with the ``fast`` timing profile, and reads the database directly to check outcomes.
@@ -25,36 +25,6 @@ from harness.profiles import FAST
 from harness.wait import wait_for
 from system.settings import load_settings
 from system.tasks import FETCH_TASK, build_app
-
-LISTENING = r"fakeapi: listening on (http://\S+)"
-
-
-@pytest.fixture(scope="module")
-def fakeapi_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real fake-API server process for the module."""
-    tmp = tmp_path_factory.mktemp("fakeapi")
-    proc = ManagedProcess(
-        "fakeapi",
-        [sys.executable, "-m", "harness.fakeapi", "--port", "0", "--seed", "11"],
-        log_path=tmp / "fakeapi.log",
-        ready=log_line(LISTENING),
-    )
-    proc.start(timeout=30)
-    try:
-        match = re.search(LISTENING, proc.output())
-        assert match is not None
-        yield match.group(1)
-    finally:
-        proc.close()
-
-
-@pytest.fixture
-def jokeapi(fakeapi_url: str) -> Iterator[FakeApiClient]:
-    """Control client of the fake API, reset before and after each test."""
-    client = FakeApiClient(fakeapi_url)
-    client.reset()
-    yield client
-    client.reset()
 
 
 class Sut:

@@ -1,0 +1,45 @@
+"""``examples.plain_app`` with bulletproof's parts, and its target for the generic scenarios.
+
+The generic scenarios take it as ``--target examples.plain_app_bulletproof:target``. Its
+``env`` compresses the worker's timings the way the harness's ``fast`` profile does.
+"""
+
+from harness.target import FAKE_API, Target
+
+#: Compressed timings (harness/profiles.py FAST, with polling and heartbeats a little slower).
+FAST_ENV = {
+    "RETRY_BASE_DELAY": "0.3",
+    "RETRY_MAX_DELAY": "2.4",
+    "WORKER_TIMEOUT": "1s",
+    "STALLED_JOB_THRESHOLD": "2s",
+    "STALLED_JOB_CHECK_INTERVAL": "500ms",  # a bare number here would mean minutes
+    "WORKER_HEARTBEAT_INTERVAL": "500ms",
+    "WORKER_POLL_INTERVAL": "500ms",
+    "DB_POOL_TIMEOUT": "2s",
+    "DB_CONNECT_TIMEOUT": "1s",
+    "DB_RECONNECT_MAX_DELAY": "1s",
+}
+
+target = Target(
+    name="plain_app_bulletproof",
+    app="examples.plain_app_bulletproof.tasks:app",
+    task="fetch_joke",
+    worker=[
+        "python",
+        "-m",
+        "bulletproof",
+        "worker",
+        "--app",
+        "examples.plain_app_bulletproof.tasks:app",
+        "--queues",
+        "jokes,default",
+    ],
+    env=FAST_ENV,
+    database_env="PROCRASTINATE_DATABASE_URL",
+    upstreams={"JOKE_API_URL": FAKE_API},
+    effect_sql="SELECT job_id, joke_id FROM plain_jokes",
+    migrate=["python", "-m", "examples.plain_app_bulletproof.migrate"],
+    # stall threshold 2 s + check 0.5 s + reconnect backoff 1 s + retry waits up to 2.4 s,
+    # with room for a loaded machine
+    recovery_budget=15.0,
+)
