@@ -228,6 +228,7 @@ class ScenarioRun(Watch):
             phases=self.phases,
             calibration=self.calibration.to_dict() if hasattr(self, "calibration") else None,
             logs=self._logs(),
+            replay=self.replay(),
         )
         try:
             pg_version: str | None = self.stack.postgres.server_version()

@@ -39,7 +39,10 @@ target = Target(
     upstreams={"JOKE_API_URL": FAKE_API},
     effect_sql="SELECT job_id, joke_id FROM plain_jokes",
     migrate=["python", "-m", "examples.plain_app_bulletproof.migrate"],
-    # stall threshold 2 s + check 0.5 s + reconnect backoff 1 s + retry waits up to 2.4 s,
-    # with room for a loaded machine
-    recovery_budget=15.0,
+    # Our promise, from the timings above: a dead worker's job runs again within heartbeat
+    # 0.5 + threshold 2 + check 0.5 + poll 0.5 s (3.5 s); after the database is back, within
+    # connect 1 + reconnect delay 1 + heartbeat 0.5 + poll 0.5 s (3 s) plus a retry wait of up
+    # to 2.4 s. 6 s leaves room for a loaded machine and still catches a recovery that waits
+    # for a second stall check or a doubled threshold. (Measured: 1.5 to 2.0 s.)
+    recovery_budget=6.0,
 )

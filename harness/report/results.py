@@ -169,6 +169,7 @@ def scenario_entry(
     phases: Mapping[str, float | None] | None = None,
     calibration: Mapping[str, Any] | None = None,
     logs: Mapping[str, str] | None = None,
+    replay: str | None = None,
 ) -> Json:
     """One scenario's entry, every documented key present (``schema.md``).
 
@@ -204,6 +205,8 @@ def scenario_entry(
         "calibration": dict(calibration) if calibration is not None else None,
         "logs": dict(logs or {}),
     }
+    if replay is not None:  # else derived from the name (scenarios/test_<name>.py)
+        raw["replay"] = replay
     return normalise_scenario(raw, {"seed": seed, "backend": backend, "profile": profile})
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from httpx import ConnectError
-
 from harness.checker import (
     Verdict,
     check_calibration,
@@ -21,14 +19,15 @@ from harness.checker import (
 from harness.checker.effect_rows import check_effect_once, check_effect_per_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN
 from harness.history.records import History
-from harness.target.expect import RetryPlan, retry_plan
+from harness.target.expect import RetryPlan
 from harness.target.run import TargetRun
 from harness.vocabulary import FaultKind, Invariant
 
 
 def plan_of(run: TargetRun) -> RetryPlan:
-    """The task's retry plan when its upstream refuses connections (what the scenarios do)."""
-    return retry_plan(run.task, ConnectError("connection refused (bulletproof probe)"))
+    """The task's retry plan when its upstream refuses connections (what the scenarios do),
+    read as the workers see it (:func:`harness.target.expect.retry_plan_as_worker`)."""
+    return run.retry_plan
 
 
 def settle_budget(run: TargetRun, jobs: int) -> float:

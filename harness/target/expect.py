@@ -9,6 +9,10 @@ at the next poll) or not at all is caught; a strategy the user finds wrong is th
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,3 +67,43 @@ def retry_plan(task: Any, exception: BaseException) -> RetryPlan:
         retry_at = decision.retry_at or now
         delays.append(round(max(0.0, (retry_at - now).total_seconds()), 3))
     return RetryPlan(delays=tuple(delays), strategy=type(strategy).__name__)
+
+
+def _probe_exception() -> BaseException:
+    import httpx
+
+    return httpx.ConnectError("connection refused (bulletproof probe)")
+
+
+def retry_plan_as_worker(
+    app_path: str, task_name: str, *, env: Mapping[str, str], cwd: str, timeout: float = 60.0
+) -> RetryPlan:
+    """The plan as the target's workers see it: the app imported in a fresh interpreter with
+    the workers' environment (apps often read their retry settings from it at import)."""
+    argv = [sys.executable, "-m", "harness.target.expect", app_path, task_name]
+    done = subprocess.run(
+        argv, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"could not read the retry plan of {task_name!r}: {last}")
+    data = json.loads(done.stdout)
+    return RetryPlan(delays=tuple(float(d) for d in data["delays"]), strategy=data["strategy"])
+
+
+def main(argv: list[str]) -> int:
+    """``python -m harness.target.expect module:app task``: print the task's plan as JSON."""
+    from harness.target.spec import Target, TargetError, load_app, task_of
+
+    try:
+        target = Target(name="probe", app=argv[0], task=argv[1], worker=["-"])
+        task = task_of(target, load_app(target))
+    except (TargetError, IndexError) as exc:
+        print(f"bulletproof: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(retry_plan(task, _probe_exception()).to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

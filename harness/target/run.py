@@ -10,6 +10,7 @@ target's retry path, which is what the scenarios judge.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import shlex
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 from procrastinate import SyncPsycopgConnector
 
+from harness.backends.local import REPO_ROOT
 from harness.budgets import Calibration
 from harness.history.collect import collect_api_requests, collect_database
 from harness.history.records import JobEffect, Meta, Submit
@@ -30,6 +32,7 @@ from harness.history.store import HistoryWriter
 from harness.nemesis import Nemesis
 from harness.scenario import ScenarioRun
 from harness.sentinel import StallSentinel
+from harness.target.expect import RetryPlan, retry_plan_as_worker
 from harness.target.spec import Target, load_app, task_of
 from harness.target.stack import TargetStack
 from harness.vocabulary import TERMINAL_STATUSES, ObservationName
@@ -117,6 +120,7 @@ class TargetRun(ScenarioRun):
     """A generic scenario's run against ``stack.target`` (see the module docstring)."""
 
     client: AppClient  # type: ignore[assignment]
+    stack: TargetStack
 
     def __init__(
         self,
@@ -171,16 +175,30 @@ class TargetRun(ScenarioRun):
         self.sentinel = StallSentinel(self.writer).start()
         self._faults_started = time.monotonic()
 
+    @functools.cached_property
+    def retry_plan(self) -> RetryPlan:
+        """The task's retry plan as the workers see it (read once, recorded)."""
+        plan = retry_plan_as_worker(
+            self.target.app, self.target.task, env=self.stack.worker_env, cwd=str(REPO_ROOT)
+        )
+        self.observe("retry_plan", plan.to_dict())
+        return plan
+
     @property
     def task(self) -> Any:
         """The target's task object (its retry strategy, queue, name)."""
         return self.client.task
 
     def _calibrate(self) -> Calibration:
-        ids = [s.job_id for s in self.client.submit_many(SAMPLES) if s.job_id is not None]
-        if not ids:
-            raise RuntimeError(f"calibration: the app deferred none of {SAMPLES} jobs")
-        self.wait_terminal(ids, timeout=30.0 + SAMPLES * self.target.job_seconds)
+        # One job at a time: with jobs queued behind each other, the wait for a free slot
+        # (concurrency 1 is Procrastinate's default) would pass for pickup lateness.
+        ids: list[int] = []
+        for _ in range(SAMPLES):
+            job_id = self.client.submit().job_id
+            if job_id is None:
+                raise RuntimeError("calibration: the app could not defer a job")
+            ids.append(job_id)
+            self.wait_terminal([job_id], timeout=30.0 + self.target.job_seconds)
         late = pickup_lateness(self.stack.db_dsn, ids)
         if not late:
             raise RuntimeError("calibration: no calibration job started")

@@ -10,6 +10,7 @@ Local backend only: the docker backend builds images of ``system/``, not of user
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -174,6 +175,11 @@ class TargetStack(Stack):
         )
         self.workers.append(worker)
         return worker
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """The complete environment a worker process gets (the harness's, then the target's)."""
+        return {**os.environ, **self.env}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "target": self.target.name}

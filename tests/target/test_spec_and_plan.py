@@ -77,3 +77,20 @@ def test_plan_of_a_strategy_that_does_not_retry_this_error_is_empty() -> None:
     strategy = RetryStrategy(max_attempts=3, retry_exceptions={ValueError})
     assert retry_plan(_task(strategy), REFUSED).delays == ()
     assert retry_plan(_task(None), REFUSED).strategy == "none"
+
+
+def test_the_plan_is_read_as_the_workers_see_it() -> None:
+    # the example reads its backoff from the environment at import: the harness's own
+    # environment would give the defaults, the workers' gives the compressed plan
+    import os
+
+    from harness.backends.local import REPO_ROOT
+    from harness.target.expect import retry_plan_as_worker
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RETRY_BASE_DELAY": "0.3"}
+    env["RETRY_MAX_DELAY"] = "2.4"
+    app = "examples.plain_app_bulletproof.tasks:app"
+    plan = retry_plan_as_worker(app, "fetch_joke", env=env, cwd=str(REPO_ROOT))
+    assert plan.delays == (0.3, 0.6, 1.2, 2.4)
+    with pytest.raises(RuntimeError, match="has no task 'nope'"):
+        retry_plan_as_worker(app, "nope", env=env, cwd=str(REPO_ROOT))

@@ -30,7 +30,6 @@ FAILED_RUNS = 3
 def test_backoff_schedule(target_scenario: TargetScenario) -> None:
     with target_scenario("backoff_schedule", title="Retries on the strategy's schedule") as sc:
         plan = plan_of(sc)
-        sc.observe("retry_plan", plan.to_dict())
         proxies = upstream_proxies(sc)
         if not proxies or not plan.delays:
             why = "the target declares no upstream" if not proxies else "its task never retries"

@@ -24,7 +24,6 @@ WINDOW_FRACTION = 0.5
 def test_upstream_cut(target_scenario: TargetScenario) -> None:
     with target_scenario("upstream_cut", title="Upstream cut inside the retry window") as sc:
         plan = plan_of(sc)
-        sc.observe("retry_plan", plan.to_dict())
         proxies = upstream_proxies(sc)
         if not proxies or not plan.delays:
             why = "the target declares no upstream" if not proxies else "its task never retries"

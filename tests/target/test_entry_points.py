@@ -1,0 +1,57 @@
+"""How users start the generic scenarios, and the one-line errors they get when they slip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from harness.backends.local import REPO_ROOT, python_env
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**python_env(), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_scenarios_without_a_target_are_a_usage_error() -> None:
+    done = _run("-m", "pytest", "-p", "no:cacheprovider", "harness/target/scenarios")
+    assert done.returncode == 4  # pytest's usage error
+    assert "the generic scenarios need a target: pass --target module:attribute" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_target_that_does_not_import_is_named() -> None:
+    done = _run(
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "harness/target/scenarios",
+        "--target",
+        "no_such_pkg.chaos:target",
+    )
+    assert done.returncode == 4
+    assert "cannot import 'no_such_pkg.chaos'" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_python_m_harness_target_needs_the_target_first() -> None:
+    done = _run("-m", "harness.target")
+    assert done.returncode == 2 and done.stderr.startswith("usage: python -m harness.target")
+
+
+def test_python_m_harness_target_collects_the_seven_scenarios() -> None:
+    done = _run("-m", "harness.target", "examples.plain_app:target", "--collect-only", "-q")
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line)
+    assert names == [
+        "test_backoff_schedule",
+        "test_database_drop",
+        "test_graceful_shutdown",
+        "test_postgres_restart",
+        "test_stalled_recovery",
+        "test_upstream_cut",
+        "test_worker_crash",
+    ]
