@@ -71,6 +71,36 @@ def mutants(session: nox.Session) -> None:
     _scenarios(session, "mutants", "mutant")
 
 
+#: examples/plain_app_bulletproof/mutants.py's MUTANTS (tests/target checks they agree).
+EXAMPLE_MUTANTS = ("no_stall_recovery", "no_db_supervision", "no_shutdown_abort")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """The generic scenarios (``--target``) against the example apps: the plain Procrastinate
+    app must show its known failures, the same app with bulletproof's parts must pass all,
+    and each deliberate defect of the latter must be caught by the scenarios it names."""
+    _install(session)
+    started = time.monotonic()
+    runs = [["--target", "examples.plain_app:target"]]
+    runs.append(["--target", "examples.plain_app_bulletproof:target"])
+    for name in EXAMPLE_MUTANTS:
+        runs.append(["--target", f"examples.plain_app_bulletproof.mutants:{name}", "--known-only"])
+    try:
+        for args in runs:
+            session.run(
+                "pytest",
+                "harness/target/scenarios",
+                *args,
+                "--reruns=1",
+                "--only-rerun=verdict UNKNOWN",
+                "--only-rerun=could NOT JUDGE",
+                *session.posargs,
+            )
+    finally:
+        session.log(f"examples wall time: {time.monotonic() - started:.1f}s")
+
+
 @nox.session(name="docker_smoke")
 def docker_smoke(session: nox.Session) -> None:
     """The docker backend for real: engine, locally built images, backend tests, smoke scenario.

@@ -42,7 +42,9 @@ target = Target(
     # Our promise, from the timings above: a dead worker's job runs again within heartbeat
     # 0.5 + threshold 2 + check 0.5 + poll 0.5 s (3.5 s); after the database is back, within
     # connect 1 + reconnect delay 1 + heartbeat 0.5 + poll 0.5 s (3 s) plus a retry wait of up
-    # to 2.4 s. 6 s leaves room for a loaded machine and still catches a recovery that waits
-    # for a second stall check or a doubled threshold. (Measured: 1.5 to 2.0 s.)
+    # to 2.4 s (a retry is judged from its retry time). 6 s leaves room for a loaded machine.
+    # Measured: 1.5 to 2.0 s.
     recovery_budget=6.0,
+    # our orchestrator's grace between SIGTERM and SIGKILL; WORKER_TIMEOUT (1 s) is below it
+    shutdown_grace=3.0,
 )

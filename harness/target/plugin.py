@@ -35,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the generic scenarios against your app: module:attribute of a "
         "harness.target.Target (env BULLETPROOF_TARGET)",
     )
+    parser.getgroup("bulletproof").addoption(
+        "--known-only",
+        action="store_true",
+        help="run only the scenarios the target lists in known_failures (a deliberately broken "
+        "target: each must catch its defect)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,9 +54,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "(e.g. --target examples.plain_app:target)"
         )
     try:
-        load_target(path)
+        target = load_target(path)
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if config.getoption("--known-only"):
+        if not target.known_failures:
+            raise pytest.UsageError(f"--known-only: target {target.name!r} lists no known_failures")
+        keep = [
+            i for i in generic if Path(str(i.path)).stem[len("test_") :] in target.known_failures
+        ]
+        dropped = [i for i in items if i in generic and i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if i not in dropped]
 
 
 @pytest.fixture(scope="session")

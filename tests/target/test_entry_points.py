@@ -55,3 +55,34 @@ def test_python_m_harness_target_collects_the_seven_scenarios() -> None:
         "test_upstream_cut",
         "test_worker_crash",
     ]
+
+
+def test_nox_runs_every_example_mutant() -> None:
+    import ast
+
+    from examples.plain_app_bulletproof import mutants
+
+    tree = ast.parse((REPO_ROOT / "noxfile.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "EXAMPLE_MUTANTS" for t in node.targets)
+    )
+    assert tuple(listed) == mutants.MUTANTS
+    for name in listed:
+        assert getattr(mutants, name).known_failures, name
+
+
+def test_known_only_keeps_the_scenarios_a_broken_target_names() -> None:
+    done = _run(
+        "-m",
+        "harness.target",
+        "examples.plain_app_bulletproof.mutants:no_stall_recovery",
+        "--known-only",
+        "--collect-only",
+        "-q",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line)
+    assert names == ["test_stalled_recovery", "test_worker_crash"]
