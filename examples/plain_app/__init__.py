@@ -3,7 +3,7 @@
 The generic scenarios take it as ``--target examples.plain_app:target``.
 """
 
-from harness.target import FAKE_API, Target
+from bulletproof.chaos import FAKE_API, Target
 
 target = Target(
     name="plain_app",

@@ -4,7 +4,7 @@ The generic scenarios take it as ``--target examples.plain_app_bulletproof:targe
 ``env`` compresses the worker's timings the way the harness's ``fast`` profile does.
 """
 
-from harness.target import FAKE_API, Target
+from bulletproof.chaos import FAKE_API, Target
 
 #: Compressed timings (harness/profiles.py FAST, with polling and heartbeats a little slower).
 FAST_ENV = {

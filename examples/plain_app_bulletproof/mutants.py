@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from bulletproof.chaos import Target
 from examples.plain_app_bulletproof import target
-from harness.target import Target
 
 
 def _broken(defect: str, catch: Mapping[str, Sequence[str]]) -> Target:

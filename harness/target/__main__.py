@@ -25,7 +25,7 @@ PLUGINS = (
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print(
-            "usage: python -m harness.target module:attribute [pytest options]  "
+            "usage: python -m bulletproof.chaos module:attribute [pytest options]  "
             "(module:attribute names your harness.target.Target)",
             file=sys.stderr,
         )

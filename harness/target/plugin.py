@@ -2,7 +2,7 @@
 
     nox -s chaos -- --target examples.plain_app:target
     pytest harness/target/scenarios --target mypkg.chaos:target
-    python -m harness.target mypkg.chaos:target          # installed, from anywhere
+    python -m bulletproof.chaos mypkg.chaos:target       # installed, from anywhere
 
 Without ``--target`` (env ``BULLETPROOF_TARGET``) the generic scenarios are not collected
 as runnable: collecting them is a usage error that says what to pass.

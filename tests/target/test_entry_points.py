@@ -38,12 +38,13 @@ def test_a_target_that_does_not_import_is_named() -> None:
 
 
 def test_python_m_harness_target_needs_the_target_first() -> None:
-    done = _run("-m", "harness.target")
-    assert done.returncode == 2 and done.stderr.startswith("usage: python -m harness.target")
+    for module in ("harness.target", "bulletproof.chaos"):
+        done = _run("-m", module)
+        assert done.returncode == 2 and done.stderr.startswith("usage: python -m bulletproof.chaos")
 
 
 def test_python_m_harness_target_collects_the_seven_scenarios() -> None:
-    done = _run("-m", "harness.target", "examples.plain_app:target", "--collect-only", "-q")
+    done = _run("-m", "bulletproof.chaos", "examples.plain_app:target", "--collect-only", "-q")
     assert done.returncode == 0, done.stdout + done.stderr
     names = sorted(line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line)
     assert names == [
