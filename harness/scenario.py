@@ -157,8 +157,11 @@ class ScenarioRun(Watch):
         self._settled = budget
         return budget
 
-    def finish(self, checks: Checks, *, settle_timeout: float | None = None) -> dict[str, Any]:
-        """Settle, collect, check, write the result; fail the test on a wrong verdict."""
+    def finish(
+        self, checks: Checks, *, settle_timeout: float | None = None, judge: bool = True
+    ) -> dict[str, Any]:
+        """Settle, collect, check, write the result; fail the test on a wrong verdict (unless
+        ``judge`` is False: a shrinking trial only wants the verdicts, in ``result``)."""
         self.settle(settle_timeout)
         with self.phase("collect"):
             self._record_processes()
@@ -167,7 +170,8 @@ class ScenarioRun(Watch):
             history = self.writer.history
             verdicts = qualified(checks(history))
         self.result = self._write_result(verdicts)
-        self._judge(verdicts)
+        if judge:
+            self._judge(verdicts)
         return self.result
 
     def _collect(self) -> None:

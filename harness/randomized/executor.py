@@ -1,0 +1,178 @@
+"""Run a :class:`Schedule` on a started scenario: the client's workload and the nemesis'
+fault timeline, concurrently, then the quiet period.
+
+Each fault runs in its own thread: it waits for its start time (a timer on the schedule, not
+a synchronisation), opens its window through :class:`harness.nemesis.Nemesis` (so the history
+records exactly when it began and healed), holds it for its duration and heals it. Faults on
+different targets overlap as the schedule says. Submissions go through the API at the
+workload's rate from one thread, whatever the faults do to the API (Jepsen's client: a refused
+or unanswered submission is recorded as ``error`` or ``unknown``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from harness.processes import ManagedProcess
+from harness.randomized.schedule import FaultStep, Schedule
+from harness.scenario import ScenarioRun
+from harness.vocabulary import worker_target
+
+#: A category the fake API does not know: the job must end ``failed`` (404, not retried).
+NOT_FOUND = "nosuchcategory"
+CATEGORIES = ("animal", "career", "dev", "food", "science")
+PROXY_OF = {"dblink": "postgres", "jokeapi": "jokeapi"}
+TOXIC_ATTRIBUTES = {
+    "timeout": {"timeout": 0},
+    "reset_peer": {"timeout": 0},
+    "latency": {"latency": 500},
+}
+BURST_SIZE = 5
+
+
+@dataclass
+class Execution:
+    """What happened while the schedule ran (the history has the details)."""
+
+    started: float = 0.0
+    faults_done: int = 0
+    errors: list[str] = field(default_factory=list)
+    not_found_ids: list[int] = field(default_factory=list)
+
+
+class Executor:
+    """Runs ``schedule`` on ``sc`` (a started :class:`ScenarioRun` with the schedule's workers)."""
+
+    def __init__(self, sc: ScenarioRun, schedule: Schedule) -> None:
+        self.sc = sc
+        self.schedule = schedule
+        self.rng = random.Random(f"workload:{schedule.seed}")
+        self._stop = threading.Event()
+        self.execution = Execution()
+
+    def run(self) -> Execution:
+        """Workload and faults until the last fault healed, then the quiet period."""
+        sc, schedule = self.sc, self.schedule
+        sc.observe("schedule", schedule.to_dict())
+        self.execution.started = time.monotonic()
+        threads = [threading.Thread(target=self._workload, name="workload", daemon=True)]
+        threads += [
+            threading.Thread(target=self._fault, args=(step,), name=f"fault {i}", daemon=True)
+            for i, step in enumerate(schedule.faults)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = self.execution.started + schedule.horizon + 120.0
+        try:
+            for thread in threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join(timeout=60.0)
+        if any(t.is_alive() for t in threads):
+            self.execution.errors.append("a fault or the workload did not finish in time")
+        self._at(schedule.horizon + schedule.quiet)  # the quiet period: nothing happens
+        return self.execution
+
+    # -- timing ---------------------------------------------------------------------------
+
+    def _at(self, offset: float) -> None:
+        """Wait until ``offset`` seconds after the start (or until stopped)."""
+        self._stop.wait(max(0.0, self.execution.started + offset - time.monotonic()))
+
+    def _hold(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    # -- the client ---------------------------------------------------------------------------
+
+    def _workload(self) -> None:
+        sc, load = self.sc, self.schedule.workload
+        hangs = round(load.hangs * load.jobs)
+        if hangs:
+            # calls that outlast JOB_TIMEOUT: timed out, retried, then answered
+            sc.nemesis.arm_api_fault("slow", delay=sc.profile.job_timeout * 1.5, count=hangs)
+        bursts = {round(load.jobs * (k + 1) / (load.bursts + 1)) for k in range(load.bursts)}
+        for i in range(load.jobs):
+            if self._stop.is_set():
+                return
+            self._at(i / load.rate)
+            if i in bursts:
+                status = 503 if i % 2 else 429
+                sc.nemesis.arm_api_fault("status", status=status, count=BURST_SIZE)
+            roll = self.rng.random()
+            if roll < load.not_found:
+                done = sc.client.submit(NOT_FOUND)
+                if done.job_id is not None:
+                    self.execution.not_found_ids.append(done.job_id)
+                continue
+            category = self.rng.choice((None, *CATEGORIES))
+            sc.client.submit(category)
+            if roll < load.not_found + load.duplicates:
+                sc.client.submit(category)  # the same request again at once
+
+    # -- the nemesis --------------------------------------------------------------------------
+
+    def _fault(self, step: FaultStep) -> None:
+        self._at(step.start)
+        if self._stop.is_set():
+            return
+        try:
+            with self._window(step):
+                self._hold(step.duration)
+            self.execution.faults_done += 1
+        except Exception as exc:  # recorded: the checker must not judge a fault that never was
+            self.execution.errors.append(f"{step.fault} {step.target}: {type(exc).__name__}: {exc}")
+
+    @contextlib.contextmanager
+    def _window(self, step: FaultStep) -> Iterator[None]:
+        nemesis, stack = self.sc.nemesis, self.sc.stack
+        fault, target = step.fault, step.target
+        if fault == "kill" and target != "api":
+            with nemesis.worker_down(target):
+                yield
+        elif fault == "kill":
+            api = stack.api
+            assert api is not None
+            with nemesis.window("kill", "api", restart=True) as window:
+                api.kill()
+                try:
+                    yield
+                finally:
+                    window.detail["ready_after"] = round(api.start(timeout=30.0), 4)
+        elif fault == "sigterm":
+            worker = stack.worker(target)
+            with nemesis.window("sigterm", worker_target(target), restart=True) as window:
+                worker.terminate()
+                try:
+                    yield
+                finally:
+                    if worker.is_running():
+                        worker.kill()  # still stopping when the window ends
+                        window.detail["killed"] = True
+                    window.detail["ready_after"] = round(worker.start(timeout=30.0), 4)
+        elif fault == "pause":
+            worker = stack.worker(target)
+            if not isinstance(worker, ManagedProcess):
+                raise TypeError("pause needs a local process (the local backend)")
+            with nemesis.window("pause", worker_target(target)):
+                worker.signal(signal.SIGSTOP, group=True)
+                try:
+                    yield
+                finally:
+                    worker.signal(signal.SIGCONT, group=True)
+        elif fault in ("pg_restart", "pg_kill"):
+            with nemesis.pg_down(kill=fault == "pg_kill"):
+                yield
+        elif fault == "proxy_down":
+            with nemesis.proxy_down(PROXY_OF[target]):
+                yield
+        else:
+            with nemesis.toxic(PROXY_OF[target], fault, dict(TOXIC_ATTRIBUTES[fault])):
+                yield

@@ -1,0 +1,114 @@
+"""Schedules are data (round trip, checked), generated from the seed alone, and shrunk by
+delta debugging to a small schedule that still fails (against a synthetic predicate)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.randomized.generator import generate
+from harness.randomized.schedule import FaultStep, Schedule, ScheduleError, Workload
+from harness.randomized.shrink import MIN_DURATION, shrink
+
+
+def test_the_same_seed_gives_the_same_schedule_and_another_seed_another() -> None:
+    assert generate(7, faults=8) == generate(7, faults=8)
+    assert generate(7, faults=8).faults != generate(8, faults=8).faults
+
+
+@given(st.integers(0, 2**31), st.integers(1, 4), st.integers(0, 12))
+@settings(max_examples=60, deadline=None)
+def test_generated_schedules_never_overlap_on_one_target(seed: int, workers: int, n: int) -> None:
+    schedule = generate(seed, workers=workers, faults=n)
+    for a, b in itertools.combinations(schedule.faults, 2):
+        if a.target == b.target:
+            assert a.end <= b.start or b.end <= a.start
+    assert all(0.5 <= f.duration <= 4.0 for f in schedule.faults)
+    assert Schedule.from_dict(schedule.to_dict()) == schedule
+
+
+def test_a_schedule_file_replays_exactly(tmp_path: Path) -> None:
+    schedule = generate(3, workers=3, faults=5)
+    assert Schedule.load(schedule.save(tmp_path / "s.json")) == schedule
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (FaultStep(0, 1, "melt", "w1"), "unknown fault 'melt'"),
+        (FaultStep(0, 1, "pg_kill", "w1"), "cannot hit 'w1'"),
+        (FaultStep(0, 1, "kill", "w3"), "the schedule has 2 workers"),
+        (FaultStep(0, 0, "kill", "w1"), "0 < duration"),
+    ],
+)
+def test_a_wrong_fault_is_refused_with_what_is_wrong(step: FaultStep, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message):
+        Schedule(seed=1, workers=2, workload=Workload(), faults=(step,))
+
+
+def test_a_file_that_is_not_a_schedule_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(ScheduleError, match=r"bad.json: not JSON \(line 1"):
+        Schedule.load(path)
+    path.write_text('{"workers": 2}')
+    with pytest.raises(ScheduleError, match=r"bad\.json: not a schedule: KeyError"):
+        Schedule.load(path)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fails_when(condition: object, clock: FakeClock, cost: float = 30.0):  # type: ignore[no-untyped-def]
+    def fails(s: Schedule) -> bool:
+        clock.now += cost  # each trial runs the real stack for about this long
+        return bool(condition(s))  # type: ignore[operator]
+
+    return fails
+
+
+def test_shrinking_keeps_only_the_faults_that_matter_and_shortens_them() -> None:
+    schedule = generate(11, workers=2, faults=10)
+    culprit_a, culprit_b = schedule.faults[2], schedule.faults[7]
+
+    def bug(s: Schedule) -> bool:  # the failure needs both faults, each at least 0.4 s
+        keys = {(f.fault, f.target, f.start): f.duration for f in s.faults}
+        return all(keys.get((c.fault, c.target, c.start), 0) >= 0.4 for c in (culprit_a, culprit_b))
+
+    clock = FakeClock()
+    result = shrink(schedule, _fails_when(bug, clock), budget=3600, clock=clock)
+    assert {(f.fault, f.target) for f in result.minimal.faults} == {
+        (culprit_a.fault, culprit_a.target),
+        (culprit_b.fault, culprit_b.target),
+    }
+    assert all(MIN_DURATION <= f.duration < 0.8 for f in result.minimal.faults)
+    assert result.minimal.workload.jobs < schedule.workload.jobs
+    assert result.stopped == "done" and bug(result.minimal)
+
+
+def test_shrinking_stops_at_its_budget_with_the_smallest_failure_seen() -> None:
+    schedule = generate(5, faults=12)
+    clock = FakeClock()
+    result = shrink(
+        schedule, _fails_when(lambda s: len(s.faults) >= 3, clock), budget=100, clock=clock
+    )
+    assert result.stopped.startswith("budget of 100s")
+    assert len(result.trials) <= 4
+    assert len(result.minimal.faults) >= 3 and len(result.minimal.faults) <= len(schedule.faults)
+
+
+def test_a_failure_that_needs_no_fault_shrinks_to_none() -> None:
+    clock = FakeClock()
+    result = shrink(
+        generate(2, faults=4), _fails_when(lambda s: True, clock), budget=3600, clock=clock
+    )
+    assert result.minimal.faults == ()
