@@ -5,4 +5,5 @@ pytest_plugins = [
     "harness.fixtures",
     "harness.report.plugin",
     "harness.target.plugin",
+    "harness.randomized.plugin",
 ]

@@ -149,6 +149,7 @@ class Invariant(StrEnum):
     GRACEFUL_SHUTDOWN = "graceful_shutdown"
     PROCESSES_ALIVE = "processes_alive"
     CALIBRATION = "calibration"
+    SCHEDULE = "schedule"  # the nemesis carried out the (random) fault schedule as written
 
 
 #: A mutation run is named ``<scenario>__defect_<defect>`` (:func:`harness.mutation.mutant_name`).

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from harness.backends.base import Service, ServiceError
 from harness.processes import ManagedProcess
 from harness.randomized.schedule import FaultStep, Schedule
 from harness.scenario import ScenarioRun
@@ -34,6 +35,8 @@ TOXIC_ATTRIBUTES = {
     "latency": {"latency": 500},
 }
 BURST_SIZE = 5
+#: A process stopped by a fault is started again until this long after the last fault healed.
+RESTART_GRACE = 60.0
 
 
 @dataclass
@@ -90,10 +93,25 @@ class Executor:
     def _hold(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def _start_again(self, service: Service) -> float:
+        """Start ``service`` again like a process supervisor would: while another fault keeps
+        it from becoming ready (the database still down), try again, until the schedule's
+        deadline; returns the seconds it took."""
+        began = time.monotonic()
+        deadline = self.execution.started + self.schedule.horizon + RESTART_GRACE
+        while True:
+            try:
+                service.start(timeout=min(30.0, max(1.0, deadline - time.monotonic())))
+                return time.monotonic() - began
+            except ServiceError:
+                if time.monotonic() >= deadline:
+                    raise
+
     # -- the client ---------------------------------------------------------------------------
 
     def _workload(self) -> None:
         sc, load = self.sc, self.schedule.workload
+        sc.stack.fakeapi.set_pool(load.joke_pool)
         hangs = round(load.hangs * load.jobs)
         if hangs:
             # calls that outlast JOB_TIMEOUT: timed out, retried, then answered
@@ -135,8 +153,13 @@ class Executor:
         nemesis, stack = self.sc.nemesis, self.sc.stack
         fault, target = step.fault, step.target
         if fault == "kill" and target != "api":
-            with nemesis.worker_down(target):
-                yield
+            worker = stack.worker(target)
+            with nemesis.window("kill", worker_target(target), restart=True) as window:
+                worker.kill()
+                try:
+                    yield
+                finally:
+                    window.detail["ready_after"] = round(self._start_again(worker), 4)
         elif fault == "kill":
             api = stack.api
             assert api is not None
@@ -145,7 +168,7 @@ class Executor:
                 try:
                     yield
                 finally:
-                    window.detail["ready_after"] = round(api.start(timeout=30.0), 4)
+                    window.detail["ready_after"] = round(self._start_again(api), 4)
         elif fault == "sigterm":
             worker = stack.worker(target)
             with nemesis.window("sigterm", worker_target(target), restart=True) as window:
@@ -156,7 +179,7 @@ class Executor:
                     if worker.is_running():
                         worker.kill()  # still stopping when the window ends
                         window.detail["killed"] = True
-                    window.detail["ready_after"] = round(worker.start(timeout=30.0), 4)
+                    window.detail["ready_after"] = round(self._start_again(worker), 4)
         elif fault == "pause":
             worker = stack.worker(target)
             if not isinstance(worker, ManagedProcess):

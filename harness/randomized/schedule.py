@@ -63,7 +63,9 @@ class FaultStep:
 class Workload:
     """What the client does: ``jobs`` submissions through the API at ``rate`` per second, a
     share of them duplicates, unknown categories (404: must fail), or calls that hang past
-    ``JOB_TIMEOUT``; ``bursts`` 5xx/429 bursts of the joke API spread over the run."""
+    ``JOB_TIMEOUT``; ``bursts`` 5xx/429 bursts of the joke API spread over the run. The joke
+    API draws from ``joke_pool`` jokes, so the same joke comes back often (an upstream that
+    repeats itself): storing it twice would show."""
 
     jobs: int = 100
     rate: float = 20.0
@@ -71,6 +73,7 @@ class Workload:
     not_found: float = 0.05
     hangs: float = 0.03
     bursts: int = 2
+    joke_pool: int = 25
 
     @property
     def seconds(self) -> float:

@@ -1,0 +1,154 @@
+"""Random, overlapping fault schedules over a real workload (``--random N``, ``--schedule F``,
+``--soak-duration D``); a failing schedule is shrunk (``--shrink-budget``) and both the
+original and the minimal schedule are written to ``<reports>/schedules/`` with their replay
+commands. See :mod:`harness.randomized`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checker import Verdict
+from harness.history import History
+from harness.randomized.checks import INVARIANTS, check_schedule_executed, random_checks
+from harness.randomized.executor import Executor
+from harness.randomized.generator import generate
+from harness.randomized.plugin import parse_duration
+from harness.randomized.schedule import Schedule
+from harness.randomized.shrink import shrink
+from harness.scenario import ScenarioFactory
+from system.defects import Defect
+
+TITLE = "Random overlapping faults over a real workload"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "index" in metafunc.fixturenames:
+        config = metafunc.config
+        count = 1 if config.getoption("--schedule") else max(1, config.getoption("--random"))
+        metafunc.parametrize("index", range(count))
+
+
+def run_schedule(
+    scenario: ScenarioFactory,
+    schedule: Schedule,
+    name: str,
+    *,
+    judge: bool,
+    defect: Defect | None = None,
+) -> dict[str, Any]:
+    """One run of ``schedule`` on a fresh stack; returns its result (verdicts included)."""
+    broken: dict[str, Any] = (
+        {} if defect is None else {"defect": defect, "expect_failing": INVARIANTS}
+    )
+    with scenario(name, title=TITLE, workers=schedule.workers, **broken) as sc:
+        try:
+            execution = Executor(sc, schedule).run()
+            sc.observe(
+                "execution", {"faults_done": execution.faults_done, "errors": execution.errors}
+            )
+
+            def checks(h: History) -> list[Verdict]:
+                return [
+                    check_schedule_executed(
+                        execution.errors, execution.faults_done, len(schedule.faults)
+                    ),
+                    *random_checks(h, sc.profile, not_found=execution.not_found_ids),
+                ]
+
+            return sc.finish(checks, judge=judge)
+        finally:
+            sc.stack.close()  # a shrink runs many stacks: none outlives its trial
+
+
+def _failed(result: dict[str, Any]) -> set[str]:
+    return {i["name"] for i in result.get("invariants", []) if i.get("status") == "fail"}
+
+
+def _replay(path: Path) -> str:
+    return shlex.join(["pytest", "scenarios/test_random.py", "--schedule", str(path)])
+
+
+def _schedule_for(config: pytest.Config, seed: int, index: int) -> Schedule:
+    path = config.getoption("--schedule")
+    if path:
+        return Schedule.load(Path(path))
+    return generate(
+        seed * 1000 + index,
+        workers=config.getoption("--random-workers"),
+        faults=config.getoption("--random-faults"),
+    )
+
+
+def test_random_run(
+    scenario: ScenarioFactory, seed: int, index: int, pytestconfig: pytest.Config
+) -> None:
+    schedule = _schedule_for(pytestconfig, seed, index)
+    name = f"random_{schedule.seed}"
+    schedules = Path(pytestconfig.getoption("--reports-dir")) / "schedules"
+    original = schedule.save(schedules / f"{name}.json")
+    print(f"random run {name}: {len(schedule.faults)} faults, replay: {_replay(original)}")
+    raw_defect = pytestconfig.getoption("--random-defect")
+    defect = Defect(raw_defect) if raw_defect else None
+    result = run_schedule(scenario, schedule, name, judge=False, defect=defect)
+    executed = next(i for i in result["invariants"] if i["name"] == "schedule")
+    if executed["status"] != "pass":
+        pytest.fail(f"{name}: verdict UNKNOWN: {executed['summary']}", pytrace=False)
+    failed = _failed(result)
+    if defect is not None and not failed:
+        pytest.fail(f"{name}: random schedule MISSED the defect {defect.value}", pytrace=False)
+    if not failed:
+        assert result["verdict"] == "pass", f"{name}: verdict {result['verdict']}"
+        return
+    budget = parse_duration(pytestconfig.getoption("--shrink-budget"))
+    lines = [f"{name} failed {', '.join(sorted(failed))}; replay: {_replay(original)}"]
+    if budget > 0:
+        trials = iter(range(1, 10_000))
+
+        def fails(candidate: Schedule) -> bool:
+            trial = run_schedule(
+                scenario, candidate, f"{name}__shrink_{next(trials)}", judge=False, defect=defect
+            )
+            return bool(_failed(trial) & failed)
+
+        shrunk = shrink(schedule, fails, budget=budget)
+        minimal = shrunk.minimal.save(schedules / f"{name}__minimal.json")
+        lines.append(
+            f"shrunk to {len(shrunk.minimal.faults)} faults, {shrunk.minimal.workload.jobs} jobs,"
+            f" {shrunk.minimal.workers} workers in {len(shrunk.trials)} trials ({shrunk.stopped});"
+            f" replay: {_replay(minimal)}"
+        )
+        lines += [
+            f"  {f.start:6.2f}s +{f.duration:.2f}s  {f.fault} {f.target}"
+            for f in shrunk.minimal.faults
+        ]
+    if defect is not None:  # caught: the run passes, the schedules are in the output
+        print("\n".join(lines))
+        return
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def test_soak(scenario: ScenarioFactory, seed: int, pytestconfig: pytest.Config) -> None:
+    """Random runs back to back until ``--soak-duration`` is spent; fails on any failure."""
+    until = time.monotonic() + parse_duration(pytestconfig.getoption("--soak-duration"))
+    workers = pytestconfig.getoption("--random-workers")
+    runs: list[tuple[str, str, int]] = []
+    index = 0
+    while time.monotonic() < until:
+        schedule = generate(
+            seed * 1000 + index, workers=workers, faults=pytestconfig.getoption("--random-faults")
+        )
+        name = f"soak_{schedule.seed}"
+        schedule.save(Path(pytestconfig.getoption("--reports-dir")) / "schedules" / f"{name}.json")
+        result = run_schedule(scenario, schedule, name, judge=False)
+        runs.append((name, str(result["verdict"]), len(schedule.faults)))
+        index += 1
+    bad = [r for r in runs if r[1] != "pass"]
+    summary = f"soak: {len(runs)} runs, {sum(r[2] for r in runs)} faults, {len(bad)} not passed"
+    print(summary)
+    assert not bad, summary + ": " + ", ".join(f"{n} {v}" for n, v, _ in bad)
