@@ -6,7 +6,7 @@ Times are epoch seconds (floats). ``to_dict`` puts ``kind`` first, as the JSONL 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -204,23 +204,63 @@ def record_from_dict(data: JsonDict) -> Record:
 
 
 class History:
-    """An in-memory history, with the records split by kind for the checker."""
+    """An in-memory history, with the records split by kind for the checker.
+
+    The split and the derived views (``faults``, ``jobs``, ``events``...) are computed once and
+    cached until a record is added (:meth:`add`, or ``records`` assigned or grown); each access
+    returns a fresh list or dict, so a caller may change what it gets. Records themselves are
+    frozen. Replacing an element of ``records`` in place is not seen: assign ``records``.
+    """
 
     def __init__(self, records: Iterable[Record] = ()) -> None:
-        self.records: list[Record] = list(records)
+        self._records: list[Record] = list(records)
+        self._cache: dict[str, Any] = {}
+        self._cached_len = -1
+
+    @property
+    def records(self) -> list[Record]:
+        return self._records
+
+    @records.setter
+    def records(self, value: list[Record]) -> None:
+        self._records = value
+        self._cache.clear()
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(self.records)
+        return iter(self._records)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._records)
 
     def add(self, record: Record) -> None:
         """Append a record."""
-        self.records.append(record)
+        self._records.append(record)
+        self._cache.clear()
+
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+        if self._cached_len != len(self._records):
+            self._cache.clear()  # grown behind our back (``records.append``)
+            self._cached_len = len(self._records)
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def _split(self) -> dict[type[Any], list[Any]] | None:
+        """Record class -> its records, in order; None when a record is of another class (a
+        subclass): then :meth:`_of` scans with ``isinstance``."""
+        by_kind: dict[type[Any], list[Any]] = {cls: [] for cls in _TYPES.values()}
+        for r in self._records:
+            same = by_kind.get(type(r))
+            if same is None:
+                return None
+            same.append(r)
+        return by_kind
 
     def _of(self, cls: type[Any]) -> list[Any]:
-        return [r for r in self.records if isinstance(r, cls)]
+        by_kind: dict[type[Any], list[Any]] | None = self._cached("split", self._split)
+        if by_kind is not None and cls in by_kind:
+            return list(by_kind[cls])
+        return [r for r in self._records if isinstance(r, cls)]
 
     @property
     def meta(self) -> Meta | None:
@@ -239,6 +279,9 @@ class History:
     @property
     def faults(self) -> list[Fault]:
         """Fault windows; a window written twice (opened, then closed) keeps its last version."""
+        return list(self._cached("faults", self._faults))
+
+    def _faults(self) -> list[Fault]:
         by_id: dict[int, Fault] = {}
         for f in self._of(Fault):
             by_id[f.fault_id] = f
@@ -250,18 +293,23 @@ class History:
 
     @property
     def jobs(self) -> dict[int, Job]:
-        return {j.id: j for j in self._of(Job)}
+        return dict(self._cached("jobs", lambda: {j.id: j for j in self._of(Job)}))
 
     @property
     def events(self) -> list[JobEvent]:
         """Every job event, in insertion (id) order."""
-        evs: list[JobEvent] = self._of(JobEvent)
-        return sorted(evs, key=lambda e: e.id)
+        return list(self._sorted_events())
+
+    def _sorted_events(self) -> list[JobEvent]:
+        events: list[JobEvent] = self._cached(
+            "events", lambda: sorted(self._of(JobEvent), key=lambda e: e.id)
+        )
+        return events
 
     def events_by_job(self) -> dict[int, list[JobEvent]]:
         """Job id -> its events in insertion (id) order."""
         out: dict[int, list[JobEvent]] = {}
-        for e in self.events:
+        for e in self._sorted_events():
             out.setdefault(e.job_id, []).append(e)
         return out
 
@@ -283,5 +331,20 @@ class History:
 
     def observations(self, name: str | None = None) -> list[Observation]:
         """Observations, optionally only those called ``name``, in time order."""
-        obs: list[Observation] = self._of(Observation)
-        return sorted((o for o in obs if name is None or o.name == name), key=lambda o: o.t)
+        every: list[Observation] = self._cached(
+            "observations", lambda: sorted(self._of(Observation), key=lambda o: o.t)
+        )
+        if name is None:
+            return list(every)
+        by_name: dict[str, list[Observation]] = self._cached(
+            "observations_by_name", lambda: _by_name(every)
+        )
+        return list(by_name.get(name, []))
+
+
+def _by_name(observations: list[Observation]) -> dict[str, list[Observation]]:
+    """Observation name -> those observations, in the given order."""
+    out: dict[str, list[Observation]] = {}
+    for o in observations:
+        out.setdefault(o.name, []).append(o)
+    return out
