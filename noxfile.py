@@ -71,6 +71,34 @@ def mutants(session: nox.Session) -> None:
     _scenarios(session, "mutants", "mutant")
 
 
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Random fault schedules back to back: ``nox -s soak -- --duration 30m --workers 4``
+    (default 10m, 2 workers); one report; any failing schedule is shrunk and saved."""
+    _install(session)
+    args, rest = {"--duration": "10m", "--workers": "2"}, []
+    posargs = list(session.posargs)
+    while posargs:
+        arg = posargs.pop(0)
+        if arg in args and posargs:
+            args[arg] = posargs.pop(0)
+        else:
+            rest.append(arg)
+    started = time.monotonic()
+    try:
+        session.run(
+            "pytest",
+            "scenarios/test_random.py",
+            "--soak-duration",
+            args["--duration"],
+            "--random-workers",
+            args["--workers"],
+            *rest,
+        )
+    finally:
+        session.log(f"soak wall time: {time.monotonic() - started:.1f}s")
+
+
 #: examples/plain_app_bulletproof/mutants.py's MUTANTS (tests/target checks they agree).
 EXAMPLE_MUTANTS = ("no_stall_recovery", "no_db_supervision", "no_shutdown_abort")
 

@@ -19,6 +19,8 @@ import pytest
 from harness.randomized.schedule import Schedule, ScheduleError
 
 RANDOM_FILE = "test_random.py"
+#: Seconds one random run (and the run that precedes a shrink) may take at most.
+RUN_ALLOWANCE = 600.0
 
 
 def parse_duration(text: str) -> float:
@@ -92,3 +94,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]
+    # a random run may shrink for --shrink-budget, a soak lasts --soak-duration: pytest's
+    # per-test timeout (pytest-timeout) must leave them that long, plus the runs themselves
+    shrink = parse_duration(config.getoption("--shrink-budget"))
+    soak = parse_duration(config.getoption("--soak-duration") or "0")
+    for item in items:
+        if Path(str(item.path)).name == RANDOM_FILE:
+            item.add_marker(pytest.mark.timeout(shrink + soak + RUN_ALLOWANCE))
