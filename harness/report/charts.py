@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from harness.checker import Run
-from harness.history.records import Observation
+from harness.history.records import Fault, Observation
 from harness.report.history import Loaded
 
 # Okabe-Ito, a palette readable with every common colour-vision deficiency; each meaning
@@ -44,6 +44,8 @@ RUN_STYLES: dict[str, tuple[str, str, str | None]] = {
     "overlapped": ("run overlapped another", OKABE_ITO["black"], "++"),
 }
 FAULT_HATCHES = ("////", "\\\\", "xx", "..", "||", "--")
+#: More fault windows than this in one scenario get a lane per target under the jobs.
+LANES_FROM = 2
 PASS, FAIL, NEUTRAL = OKABE_ITO["green"], OKABE_ITO["vermillion"], "#6e7781"
 _RC: dict[str, Any] = {
     "svg.fonttype": "none",
@@ -142,8 +144,13 @@ def timeline_chart(
     rows_own = {j: i for i, j in enumerate(own)}
     rows_periodic = {name: i for i, name in enumerate(periodic_names)}
     health = [o for o in h.observations("health_status")]
+    # one lane per fault target (each worker, the API, PostgreSQL, each link) once faults
+    # overlap: a random schedule's windows stay readable
+    lanes = sorted({f.target for f in faults}) if len(faults) > LANES_FROM else []
     height = min(1.2 + 0.2 * len(own), 9.0)
     ratios = [height]
+    if lanes:
+        ratios.append(0.35 + 0.25 * len(lanes))
     if periodic_names:
         ratios.append(0.35 + 0.22 * len(periodic_names))
     ratios.append(1.5)
@@ -153,8 +160,10 @@ def timeline_chart(
         fig = _figure(11, sum(ratios) + 0.6)
         axes = list(fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios))
         top = axes[0]
-        periodic_ax = axes[1] if periodic_names else None
-        counts_ax = axes[2] if periodic_names else axes[1]
+        rest = axes[1:]
+        lanes_ax = rest.pop(0) if lanes else None
+        periodic_ax = rest.pop(0) if periodic_names else None
+        counts_ax = rest[0]
         seen: set[str] = set()
         for job_id, job_runs in runs.items():
             mine = job_id in ours
@@ -241,6 +250,8 @@ def timeline_chart(
                 fontsize=8,
                 frameon=False,
             )
+        if lanes_ax is not None:
+            _fault_lanes(lanes_ax, faults, lanes, t0, t_end)
         if periodic_ax is not None:
             periodic_ax.set_ylim(-0.8, len(periodic_names) - 0.2)
             periodic_ax.invert_yaxis()
@@ -254,6 +265,28 @@ def timeline_chart(
         axes[-1].set_xlim(left, left + span * 1.01)
         axes[-1].set_xlabel("seconds since the scenario started")
         return to_svg(fig, chart_id)
+
+
+def _fault_lanes(
+    ax: Any, faults: Sequence[Fault], lanes: Sequence[str], t0: float, t_end: float
+) -> None:
+    """Each fault as a labelled bar in its target's lane."""
+    rows = {target: i for i, target in enumerate(lanes)}
+    for fault in faults:
+        end = fault.end if fault.end is not None else t_end
+        y = rows[fault.target]
+        ax.broken_barh(
+            [(fault.start - t0, max(end - fault.start, 0.01))],
+            (y - 0.35, 0.7),
+            facecolors="#ffd8b5",
+            edgecolors="#953800",
+            linewidth=0.6,
+        )
+        ax.text(fault.start - t0, y, f" {fault.kind_}", fontsize=6.5, va="center", clip_on=True)
+    ax.set_ylim(-0.8, len(lanes) - 0.2)
+    ax.invert_yaxis()
+    ax.set_yticks(range(len(lanes)), list(lanes), fontsize=7)
+    ax.set_ylabel("faults by\ntarget", fontsize=7)
 
 
 def _cumulative(ax: Any, loaded: Loaded, t0: float, ours: Collection[int]) -> None:
