@@ -41,12 +41,15 @@ def run_schedule(
     *,
     judge: bool,
     defect: Defect | None = None,
+    trial: bool = False,
 ) -> dict[str, Any]:
     """One run of ``schedule`` on a fresh stack; returns its result (verdicts included)."""
     broken: dict[str, Any] = (
         {} if defect is None else {"defect": defect, "expect_failing": INVARIANTS}
     )
     with scenario(name, title=TITLE, workers=schedule.workers, **broken) as sc:
+        if trial:  # a shrinking step is evidence for the shrink, not a scenario of the report
+            sc.result_path = sc.reports_dir / "shrink-trials" / sc.result_path.name
         try:
             execution = Executor(sc, schedule).run()
             sc.observe(
@@ -112,7 +115,12 @@ def test_random_run(
 
         def fails(candidate: Schedule) -> bool:
             trial = run_schedule(
-                scenario, candidate, f"{name}__shrink_{next(trials)}", judge=False, defect=defect
+                scenario,
+                candidate,
+                f"{name}__shrink_{next(trials)}",
+                judge=False,
+                defect=defect,
+                trial=True,
             )
             return bool(_failed(trial) & failed)
 
