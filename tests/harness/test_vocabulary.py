@@ -9,6 +9,7 @@ from procrastinate.jobs import Status
 
 from harness import checker
 from harness.history.builder import HistoryBuilder
+from harness.randomized.checks import check_schedule_executed
 from harness.vocabulary import (
     RUN_ENDINGS,
     TERMINAL_EVENTS,
@@ -58,6 +59,7 @@ def test_every_check_names_its_verdict_from_the_vocabulary() -> None:
         ),
         checker.check_processes_alive(h),
         checker.check_calibration(h, smallest=1.0, what="a second"),
+        check_schedule_executed([], faults_done=0, planned=0),
     ]
     assert {v.name for v in verdicts} == set(Invariant)
     assert all(isinstance(v.name, Invariant) for v in verdicts)
