@@ -6,6 +6,7 @@ commands. See :mod:`harness.randomized`.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from harness.checker import Verdict
 from harness.history import History
+from harness.history.records import Observation
 from harness.randomized.checks import INVARIANTS, check_schedule_executed, random_checks
 from harness.randomized.executor import Executor
 from harness.randomized.generator import generate
@@ -67,6 +69,13 @@ def run_schedule(
             return sc.finish(checks, judge=judge)
         finally:
             sc.stack.close()  # a shrink runs many stacks: none outlives its trial
+
+
+def _annotate(history: Path, minimal: dict[str, Any]) -> None:
+    """Add the shrink's outcome to the original run's history (the report shows it there)."""
+    record = Observation(name="minimal_schedule", value=minimal, t=time.time())
+    with history.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record.to_dict()) + "\n")
 
 
 def _failed(result: dict[str, Any]) -> set[str]:
@@ -126,6 +135,15 @@ def test_random_run(
 
         shrunk = shrink(schedule, fails, budget=budget)
         minimal = shrunk.minimal.save(schedules / f"{name}__minimal.json")
+        summary = (
+            f"{len(schedule.faults)} faults shrunk to {len(shrunk.minimal.faults)} in "
+            f"{len(shrunk.trials)} trials ({shrunk.stopped}); still fails "
+            f"{', '.join(sorted(failed))}"
+        )
+        _annotate(
+            Path(pytestconfig.getoption("--reports-dir")) / str(result["history"]),
+            {"schedule": shrunk.minimal.to_dict(), "replay": _replay(minimal), "summary": summary},
+        )
         lines.append(
             f"shrunk to {len(shrunk.minimal.faults)} faults, {shrunk.minimal.workload.jobs} jobs,"
             f" {shrunk.minimal.workers} workers in {len(shrunk.trials)} trials ({shrunk.stopped});"

@@ -184,6 +184,39 @@ def _meta(s: Mapping[str, Any]) -> str:
     )
 
 
+def _schedule_table(value: Mapping[str, Any]) -> str:
+    faults = [f for f in value.get("faults") or [] if isinstance(f, Mapping)]
+    rows = [
+        f"<tr><td>{esc(fmt_s(f.get('start'), 2))}</td><td>{esc(fmt_s(f.get('duration'), 2))}</td>"
+        f"<td>{esc(f.get('fault'))}</td><td><code>{esc(f.get('target'))}</code></td></tr>"
+        for f in faults
+    ]
+    load = value.get("workload") or {}
+    head = (
+        f"<p>{len(faults)} faults over {esc(load.get('jobs'))} jobs at {esc(load.get('rate'))}/s"
+        f" on {esc(value.get('workers'))} workers (schedule seed "
+        f"<code>{esc(value.get('seed'))}</code>)</p>"
+    )
+    return head + table(["start", "duration", "fault", "target"], rows)
+
+
+def _schedules(loaded: Loaded) -> str:
+    """A random run's fault schedule, and the minimal one its shrink found (with replay)."""
+    found = {o.name: o.value for o in loaded.history.observations() if isinstance(o.value, Mapping)}
+    out = []
+    if isinstance(found.get("schedule"), Mapping):
+        out.append("<h4>Fault schedule</h4>" + _schedule_table(found["schedule"]))
+    minimal = found.get("minimal_schedule")
+    if isinstance(minimal, Mapping) and isinstance(minimal.get("schedule"), Mapping):
+        out.append(
+            "<h4>Minimal failing schedule (shrunk)</h4>"
+            f"<p>{esc(minimal.get('summary'))} · replay: "
+            f'<code class="cmd">{esc(minimal.get("replay"))}</code></p>'
+            + _schedule_table(minimal["schedule"])
+        )
+    return "".join(out)
+
+
 def _stories(s: Mapping[str, Any], loaded: Loaded | None, logs: Logs) -> str:
     acc = s.get("accounting") or {}
     why: dict[int, str] = {}
@@ -296,6 +329,8 @@ def scenario_section(
             )
     else:
         parts.append('<p class="note">History not available: no timeline.</p>')
+    if loaded is not None:
+        parts.append(_schedules(loaded))
     parts.append(_backoff(s))
     parts.append(_recoveries(s, known))
     parts.append(_stories(s, loaded, logs))
