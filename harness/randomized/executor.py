@@ -57,6 +57,8 @@ class Executor:
         self.schedule = schedule
         self.rng = random.Random(f"workload:{schedule.seed}")
         self._stop = threading.Event()
+        # made before any thread starts (a defaultdict filled from threads could race)
+        self._locks = {step.target: threading.Lock() for step in schedule.faults}
         self.execution = Execution()
 
     def run(self) -> Execution:
@@ -142,7 +144,9 @@ class Executor:
         if self._stop.is_set():
             return
         try:
-            with self._window(step):
+            # one fault at a time per target: a window may outlast its plan (a restart takes
+            # a moment), and the next fault on that target must not act on a half-started process
+            with self._locks[step.target], self._window(step):
                 self._hold(step.duration)
             self.execution.faults_done += 1
         except Exception as exc:  # recorded: the checker must not judge a fault that never was
