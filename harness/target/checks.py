@@ -6,7 +6,6 @@ task's retry plan) and the calibration, never from the run judged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from harness.checker import (
@@ -89,11 +88,6 @@ def check_shutdown_within_grace(history: History, *, grace: float) -> Verdict:
         f"{len(rows)} workers exited 0 within {slowest:.2f}s (grace {grace:.1f}s)",
         figures,
     )
-
-
-def names(verdicts: Sequence[Verdict]) -> list[str]:
-    """The verdicts' names, for messages."""
-    return [v.name for v in verdicts]
 
 
 def upstream_proxies(run: TargetRun) -> list[str]:

@@ -34,10 +34,6 @@ class RetryPlan:
     def runs(self) -> int:
         return len(self.delays) + 1
 
-    def delay_after(self, run_number: int) -> float:
-        """The wait after run ``run_number`` (1-based) fails."""
-        return self.delays[run_number - 1]
-
     def to_dict(self) -> dict[str, Any]:
         return {"delays": list(self.delays), "runs": self.runs, "strategy": self.strategy}
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import psycopg
 from procrastinate import SyncPsycopgConnector
@@ -190,11 +189,6 @@ class TargetRun(ScenarioRun):
         )
         self.observe("retry_plan", plan.to_dict())
         return plan
-
-    @property
-    def task(self) -> Any:
-        """The target's task object (its retry strategy, queue, name)."""
-        return self.client.task
 
     def recalibrate(self) -> Calibration:
         """Measure again after the faults and keep the worse of the two: the tolerance then

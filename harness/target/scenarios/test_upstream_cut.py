@@ -9,6 +9,7 @@ retrying on schedule, so the window runs out.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from harness.checker import Verdict
 from harness.history.records import History
@@ -42,7 +43,13 @@ def test_upstream_cut(target_scenario: TargetScenario) -> None:
                 what="every job failed once on the cut",
                 strict=False,
             )
-            sc.hold_until(lambda: False, timeout=outage, what="the outage", strict=False)
+            began = time.monotonic()
+            sc.hold_until(
+                lambda: time.monotonic() - began >= outage,
+                timeout=2 * outage,
+                what="the outage",
+                strict=False,
+            )
 
         def checks(h: History) -> list[Verdict]:
             return baseline(h, sc, smallest=min(plan.delays), what="the retry window")
