@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -223,14 +223,18 @@ def stack_factory(
             built.close()
 
 
-class _ScenarioBlock:
-    """The ``with`` block of one scenario: builds the :class:`ScenarioRun`, closes it."""
+RunT = TypeVar("RunT", bound=ScenarioRun)
 
-    def __init__(self, make: Callable[[], ScenarioRun]) -> None:
+
+class ScenarioBlock(Generic[RunT]):
+    """The ``with`` block of one scenario: builds the run (a :class:`ScenarioRun` or a
+    subclass), closes it; the fixture that made the stack stops it."""
+
+    def __init__(self, make: Callable[[], RunT]) -> None:
         self._make = make
-        self.run: ScenarioRun | None = None
+        self.run: RunT | None = None
 
-    def __enter__(self) -> ScenarioRun:
+    def __enter__(self) -> RunT:
         self.run = self._make()
         return self.run
 
@@ -265,7 +269,7 @@ def scenario(
         settings: dict[str, Any] | None = None,
         claims: Sequence[str] = (),
         expect_failing: Sequence[str] = (),
-    ) -> _ScenarioBlock:
+    ) -> ScenarioBlock:
         if defect is not None:
             if not expect_failing:
                 raise pytest.UsageError(f"mutation of {name}: name the invariants that must fail")
@@ -316,6 +320,6 @@ def scenario(
                 expect_failing=expect_failing,
             )
 
-        return _ScenarioBlock(build)
+        return ScenarioBlock(build)
 
     yield make

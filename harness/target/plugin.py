@@ -14,11 +14,11 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
 from harness.backends.base import Backend
+from harness.fixtures import ScenarioBlock
 from harness.target.run import TargetRun
 from harness.target.spec import Target, TargetError, load_target
 from harness.target.stack import TargetStack
@@ -78,28 +78,6 @@ def target(request: pytest.FixtureRequest) -> Target:
     return load_target(path)
 
 
-class _Block:
-    def __init__(self, make: Callable[[], TargetRun], close: Callable[[], None]) -> None:
-        self._make, self._close = make, close
-        self.run: TargetRun | None = None
-
-    def __enter__(self) -> TargetRun:
-        self.run = self._make()
-        return self.run
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self.run is not None:
-                self.run.close(exc)
-        finally:
-            self._close()
-
-
 @pytest.fixture
 def target_scenario(
     request: pytest.FixtureRequest, backend: Backend, seed: int, target: Target
@@ -110,7 +88,7 @@ def target_scenario(
     target_path = str(request.config.getoption("--target"))
     stacks: list[TargetStack] = []
 
-    def make(name: str, *, title: str, workers: int = 1) -> _Block:
+    def make(name: str, *, title: str, workers: int = 1) -> ScenarioBlock[TargetRun]:
         logs = reports_dir / "logs" / f"{target.name}__{name}"
         for old in logs.glob("*.log"):
             old.unlink()
@@ -137,11 +115,7 @@ def target_scenario(
             print(f"scenario {run.name}: seed={seed} (replay: {run.replay()})")
             return run
 
-        def close() -> None:
-            for stack in stacks:
-                stack.close()
-
-        return _Block(build, close)
+        return ScenarioBlock(build)
 
     try:
         yield make
