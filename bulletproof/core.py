@@ -19,26 +19,22 @@ class AppError(ValueError):
     """An app that cannot be used; ``str()`` is one line saying what is wrong and what to do."""
 
 
-def load_app(path: str) -> App:
-    """The ``procrastinate.App`` at ``module:attribute`` (or Procrastinate's ``module.attribute``).
-
-    Raises :class:`AppError` when the module does not import or the object is not an App.
-    """
+def import_attribute(path: str, *, what: str, example: str) -> Any:
+    """The object at ``module:attribute`` (dots allowed in the attribute), or an
+    :class:`AppError` naming ``what`` (e.g. ``--app``) and what to do."""
     module_name, sep, attribute = path.partition(":")
-    if not sep:
-        module_name, _, attribute = path.rpartition(".")
-    if not module_name or not attribute:
-        raise AppError(f"--app {path!r} must be 'module:attribute', e.g. 'mypkg.tasks:app'")
+    if not sep or not module_name or not attribute:
+        raise AppError(f"{what} {path!r} must be 'module:attribute', e.g. {example!r}")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppError(
-            f"--app {path!r}: cannot import {module_name!r} ({exc}); is it installed or on "
+            f"{what} {path!r}: cannot import {module_name!r} ({exc}); is it installed or on "
             "PYTHONPATH (the current directory is)?"
         ) from None
     except Exception as exc:  # the user's module failed while importing: say how, in one line
         raise AppError(
-            f"--app {path!r}: importing {module_name!r} failed: {type(exc).__name__}: "
+            f"{what} {path!r}: importing {module_name!r} failed: {type(exc).__name__}: "
             f"{_first_line(exc)}"
         ) from None
     for part in attribute.split("."):
@@ -46,8 +42,20 @@ def load_app(path: str) -> App:
             obj = getattr(obj, part)
         except AttributeError:
             raise AppError(
-                f"--app {path!r}: {module_name!r} has no attribute {attribute!r}"
+                f"{what} {path!r}: {module_name!r} has no attribute {attribute!r}"
             ) from None
+    return obj
+
+
+def load_app(path: str) -> App:
+    """The ``procrastinate.App`` at ``module:attribute`` (or Procrastinate's ``module.attribute``).
+
+    Raises :class:`AppError` when the module does not import or the object is not an App.
+    """
+    if ":" not in path:  # Procrastinate's own CLI form
+        module_name, _, attribute = path.rpartition(".")
+        path = f"{module_name}:{attribute}" if module_name and attribute else path
+    obj = import_attribute(path, what="--app", example="mypkg.tasks:app")
     if not isinstance(obj, App):
         raise AppError(f"--app {path!r} is a {type(obj).__name__}, not a procrastinate.App")
     return obj

@@ -21,7 +21,6 @@ scenario runs it.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,25 +122,14 @@ class Target:
 
 
 def import_object(path: str, *, what: str) -> Any:
-    """``module:attribute`` (dots allowed in the attribute), or a :class:`TargetError`."""
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise TargetError(f"{what} {path!r} must be 'module:attribute', e.g. 'mypkg.chaos:target'")
+    """``module:attribute`` (dots allowed in the attribute), or a :class:`TargetError`
+    (bulletproof's own loader, its error restated)."""
+    from bulletproof.core import AppError, import_attribute
+
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TargetError(
-            f"{what} {path!r}: cannot import {module_name!r} ({exc}); is it installed or on "
-            "PYTHONPATH?"
-        ) from exc
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise TargetError(
-                f"{what} {path!r}: {module_name!r} has no attribute {attribute!r}"
-            ) from None
-    return obj
+        return import_attribute(path, what=what, example="mypkg.chaos:target")
+    except AppError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def load_target(path: str) -> Target:
