@@ -25,14 +25,15 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import psycopg_pool
 from procrastinate import App, manager
 from procrastinate.connector import BaseConnector
-from procrastinate.jobs import Job
+from procrastinate.jobs import Job, Notification
 
 from system import db
 
@@ -54,6 +55,9 @@ _WAKER_ERRORS: tuple[type[BaseException], ...] = (
 FOLLOW_UP = 0.02
 FOLLOW_UPS = 3
 
+#: Key of the probe's token in a ``job_inserted`` payload (Procrastinate ignores other keys).
+_PROBE_KEY = "bulletproof_probe"
+
 _STILL_WAITING_SQL = "SELECT id FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'todo'"
 
 _SCAN_SQL = """
@@ -67,11 +71,46 @@ SELECT id, queue_name, EXTRACT(EPOCH FROM scheduled_at - clock_timestamp())::flo
 
 
 class RetryAwareJobManager(manager.JobManager):
-    """Procrastinate's job manager, telling ``retry_listeners`` about each stored retry."""
+    """Procrastinate's job manager, telling ``retry_listeners`` about each stored retry.
+
+    It also tells when its LISTEN connection works (:attr:`listening`, see :meth:`probe`):
+    Procrastinate starts listening beside its first fetch and says nothing when it is done, so
+    a job that becomes due in between waits for the next poll.
+    """
 
     def __init__(self, connector: BaseConnector) -> None:
         super().__init__(connector)
         self.retry_listeners: list[RetryListener] = []
+        #: set once this manager's LISTEN connection has received its own probe
+        self.listening = asyncio.Event()
+        self._probe_token = f"{os.getpid()}:{id(self)}"
+
+    async def listen_for_jobs(
+        self,
+        *,
+        on_notification: manager.NotificationCallback,
+        queues: Iterable[str] | None = None,
+    ) -> None:
+        """Procrastinate's listener, noting the arrival of this manager's own probe."""
+
+        async def relay(*, channel: str, notification: Notification) -> None:
+            if cast("dict[str, Any]", notification).get(_PROBE_KEY) == self._probe_token:
+                self.listening.set()
+            await on_notification(channel=channel, notification=notification)
+
+        self.listening.clear()
+        await super().listen_for_jobs(on_notification=relay, queues=queues)
+
+    def probe(self, queues: Iterable[str] | None) -> tuple[str, str]:
+        """``(channel, payload)`` of a probe: a ``job_inserted`` without a job.
+
+        Every worker listening on the channel fetches once on it (a fetch that finds nothing
+        costs one query); the one that sent it learns that its LISTEN works, and its fetch
+        takes any job that became due before it did.
+        """
+        [channel, *_] = manager.get_channel_for_queues(None if queues is None else list(queues))
+        payload = {"type": "job_inserted", "job_id": None, _PROBE_KEY: self._probe_token}
+        return channel, json.dumps(payload)
 
     async def retry_job(
         self,
@@ -189,6 +228,23 @@ class RetryWaker:
                 else:
                     del self._planned[job_id]
                     self._follow_ups.pop(job_id, None)
+
+    async def drain(self) -> None:
+        """Send every wake-up due now, follow-ups included: the last act of a stopping worker.
+
+        A single :meth:`flush` would send only the first wake-up of a job re-queued by the
+        shutdown; its follow-ups (a worker whose fetch was under way when it came) would die
+        with the process. Bounded: FOLLOW_UPS rounds of FOLLOW_UP seconds.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + FOLLOW_UP * (FOLLOW_UPS + 1)
+        while True:
+            await self.flush()
+            pending = [at for at, _ in self._planned.values() if at <= end]
+            if not pending:
+                return
+            # waiting for a planned time, not for a condition
+            await asyncio.sleep(max(0.0, min(pending) - loop.time()))
 
     async def _guarded(self, step: Coroutine[Any, Any, None], what: str) -> None:
         try:

@@ -248,6 +248,7 @@ class Supervisor:
             self._worker = worker
             run_task = asyncio.create_task(worker.run(), name=f"procrastinate worker {self.name}")
             await self._wait_registered(worker, run_task)
+            await self._wait_listening(app, pool, run_task)
             if self.stopping:
                 worker.stop()  # a stop that came before run() started was cleared by it
             self.sessions += 1
@@ -268,7 +269,7 @@ class Supervisor:
                 exc = run_task.exception()
                 if self.stopping:
                     # jobs aborted by the shutdown were just re-queued: wake the other workers
-                    await waker.flush()
+                    await waker.drain()
                     if exc is not None:
                         logger.error("graceful stop ended with an error: %s", _first_line(exc))
                     return None
@@ -306,6 +307,43 @@ class Supervisor:
         if run_task.done():
             run_task.result()  # raises the start-up error
             raise ConnectorException("worker stopped during start-up")
+
+    async def _wait_listening(
+        self, app: App, pool: psycopg_pool.AsyncConnectionPool, run_task: asyncio.Task[None]
+    ) -> None:
+        """Announce nothing before the LISTEN connection works (RetryAwareJobManager.probe).
+
+        Procrastinate opens it beside its first fetch: a job re-queued in between (by a worker
+        stopping, say) would wait a full poll. Probes go out until one comes back; after
+        ``db_pool_timeout`` the session goes on and polling finds jobs meanwhile.
+        """
+        manager = app.job_manager
+        if not isinstance(manager, RetryAwareJobManager):
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.settings.db_pool_timeout
+        channel, payload = manager.probe(self.queues)
+        pause = 0.02
+        while not manager.listening.is_set() and not run_task.done():
+            if loop.time() >= deadline:
+                logger.warning(
+                    "LISTEN connection not confirmed within %s: new jobs are found by polling "
+                    "until it is",
+                    format_duration(self.settings.db_pool_timeout),
+                )
+                return
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    async with pool.connection() as conn:
+                        await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+            except SESSION_ERRORS as exc:
+                logger.debug("LISTEN probe not sent: %s", _first_line(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await manager.listening.wait()
+            pause = min(pause * 2, 0.5)
+        logger.debug("LISTEN confirmed after %.3f s", loop.time() - started)
 
     def _announce(self) -> None:
         if not self._announced:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from procrastinate import App
@@ -101,3 +102,43 @@ async def test_a_job_still_waiting_after_its_wake_up_is_woken_again_a_few_times(
     # 7 woken again FOLLOW_UPS times, 8 never again (it was no longer waiting)
     assert pool.sent.count(7) == 1 + FOLLOW_UPS and pool.sent.count(8) == 1
     assert waker.planned() == {}
+
+
+async def test_drain_sends_the_follow_ups_a_single_flush_would_leave_behind() -> None:
+    """A stopping worker drains: follow-ups of a re-queued job must not die with the process."""
+    pool = _FakePool(waiting={7})
+    waker = RetryWaker(pool, ["api_calls"], scan_interval=5.0, timeout=1.0)  # type: ignore[arg-type]
+    waker.note(7, "api_calls", datetime.datetime.now(UTC))
+    await waker.drain()
+    assert pool.sent.count(7) == 1 + FOLLOW_UPS
+    assert waker.planned() == {}
+
+
+async def test_drain_stops_waking_a_job_once_it_was_taken() -> None:
+    pool = _FakePool(waiting=set())  # taken at once by another worker
+    waker = RetryWaker(pool, ["api_calls"], scan_interval=5.0, timeout=1.0)  # type: ignore[arg-type]
+    waker.note(7, "api_calls", datetime.datetime.now(UTC))
+    await waker.drain()
+    assert pool.sent == [7]
+
+
+async def test_listening_is_set_by_this_managers_own_probe_only() -> None:
+    """The probe is a ``job_inserted`` every listener sees; only its sender counts it as proof."""
+    connector = InMemoryConnector()
+    mine, other = RetryAwareJobManager(connector), RetryAwareJobManager(connector)
+    seen: list[dict[str, object]] = []
+
+    async def on_notification(*, channel: str, notification: Any) -> None:
+        seen.append(dict(notification))
+
+    await mine.listen_for_jobs(on_notification=on_notification, queues=["api_calls"])
+    assert connector.on_notification is not None
+    _, foreign = other.probe(["api_calls"])
+    await connector.on_notification(channel="procrastinate_queue_v1#api_calls", payload=foreign)
+    assert not mine.listening.is_set()
+    channel, payload = mine.probe(["api_calls"])
+    assert channel == "procrastinate_queue_v1#api_calls"
+    await connector.on_notification(channel=channel, payload=payload)
+    assert mine.listening.is_set()
+    # both reached Procrastinate's callback as job_inserted: a fetch, never a job id
+    assert [(n["type"], n["job_id"]) for n in seen] == [("job_inserted", None)] * 2
