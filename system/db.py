@@ -12,7 +12,7 @@ import logging
 import math
 import select
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -137,13 +137,28 @@ def _readable(fd: int) -> bool:
 
 
 async def open_worker_pool(
-    settings: Settings, name: str, application_name: str
+    settings: Settings,
+    name: str,
+    application_name: str,
+    *,
+    on_connect_failed: Callable[[], None] | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A connection pool for one worker session (closed when the session ends).
 
     Procrastinate opens its LISTEN connection with the pool's parameters, so it carries the
     same ``application_name``.
+
+    The pool never waits out a backoff of its own: after two failed connects in a row it gives
+    up (``reconnect_timeout=0``) and calls ``on_connect_failed``. psycopg_pool's backoff (1, 2,
+    4 s ...) would otherwise keep a session waiting seconds after the database is back (seen:
+    a heartbeat without a connection for 4 s after a PostgreSQL crash); the worker's supervisor
+    owns the backoff instead. Connections asked for later are attempted afresh.
     """
+
+    def connect_failed(_pool: psycopg_pool.AsyncConnectionPool) -> None:
+        if on_connect_failed is not None:
+            on_connect_failed()
+
     pool = psycopg_pool.AsyncConnectionPool(
         settings.procrastinate_database_url,
         min_size=min(2, settings.db_pool_size),
@@ -151,6 +166,8 @@ async def open_worker_pool(
         timeout=settings.db_pool_timeout,
         kwargs=connect_kwargs(settings, application_name),
         check=check_pooled_connection,
+        reconnect_timeout=0.0,
+        reconnect_failed=connect_failed,
         open=False,
         name=name,
     )

@@ -213,7 +213,11 @@ class Supervisor:
     async def _session(self, watched: bool) -> str | None:
         """One pool + app + Procrastinate worker. Returns why it ended (None: stop request)."""
         settings = self.settings
-        pool = await db.open_worker_pool(settings, self.name, self.application_name)
+        # set when the pool failed to connect twice in a row: the database is gone (db.py)
+        connect_failed = asyncio.Event()
+        pool = await db.open_worker_pool(
+            settings, self.name, self.application_name, on_connect_failed=connect_failed.set
+        )
         # one client per session: its connections to the joke API are reused across runs
         http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         side_tasks: list[asyncio.Task[Any]] = []
@@ -256,8 +260,10 @@ class Supervisor:
             waited: set[asyncio.Task[Any]] = {run_task}
             watchdog: asyncio.Task[str] | None = None
             if watched:
+                connect_failed.clear()  # failures during start-up ended it or did not matter
                 watchdog = asyncio.create_task(
-                    self._watchdog(app, worker, run_task), name="bulletproof watchdog"
+                    self._watchdog(app, worker, run_task, connect_failed),
+                    name="bulletproof watchdog",
                 )
                 side_tasks.append(watchdog)
                 waited.add(watchdog)
@@ -368,31 +374,64 @@ class Supervisor:
             run_task.cancel()
             await asyncio.wait({run_task}, timeout=2.0)
 
-    async def _watchdog(self, app: App, worker: Worker, run_task: asyncio.Task[None]) -> str:
-        """Beat the heartbeat; return a reason when the session must be restarted."""
+    async def _watchdog(
+        self,
+        app: App,
+        worker: Worker,
+        run_task: asyncio.Task[None],
+        connect_failed: asyncio.Event,
+    ) -> str:
+        """Beat the heartbeat; return a reason when the session must be restarted.
+
+        A pool that failed to connect twice in a row (``connect_failed``) ends the session at
+        once, heartbeat or not: the supervisor then probes and starts afresh on its own backoff.
+        """
         settings = self.settings
         budget = settings.db_pool_timeout + settings.connect_timeout_arg
-        while True:
-            await asyncio.sleep(settings.worker_heartbeat_interval)
-            worker_id = worker.worker_id
-            if worker_id is None or run_task.done():
-                continue
-            beat = asyncio.create_task(app.job_manager.update_heartbeat(worker_id))
-            beat.add_done_callback(db.retrieve_outcome)
-            await asyncio.wait({beat}, timeout=budget)
-            failure: str | None
-            if not beat.done():
-                beat.cancel()  # not awaited: see the note in _session's cleanup
-                failure = f"no answer within {format_duration(budget)}"
-            else:
-                exc = beat.exception()
-                failure = None if exc is None else f"{type(exc).__name__}: {_first_line(exc)}"
-            if failure is not None:
-                if self.stopping:
-                    continue
-                return f"heartbeat write failed: {failure}"
-            if not self.stopping and not _listener_alive():
-                return "LISTEN connection lost"
+        lost = asyncio.create_task(connect_failed.wait(), name="pool connect failures")
+        try:
+            while True:
+                if lost.done():  # while stopping: failures no longer end the session
+                    await asyncio.sleep(settings.worker_heartbeat_interval)
+                else:
+                    await asyncio.wait({lost}, timeout=settings.worker_heartbeat_interval)
+                if lost.done() and not self.stopping:
+                    return "the pool failed to connect twice in a row"
+                failure = await self._beat(app, worker, run_task, budget, lost)
+                if failure is not None:
+                    if self.stopping:
+                        continue
+                    return failure
+                if not self.stopping and not _listener_alive():
+                    return "LISTEN connection lost"
+        finally:
+            lost.cancel()
+
+    async def _beat(
+        self,
+        app: App,
+        worker: Worker,
+        run_task: asyncio.Task[None],
+        budget: float,
+        lost: asyncio.Task[Any],
+    ) -> str | None:
+        """One heartbeat write: why it failed, or None."""
+        worker_id = worker.worker_id
+        if worker_id is None or run_task.done():
+            return None
+        beat = asyncio.create_task(app.job_manager.update_heartbeat(worker_id))
+        beat.add_done_callback(db.retrieve_outcome)
+        watched = {beat} if lost.done() else {beat, lost}
+        await asyncio.wait(watched, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        if not beat.done():
+            beat.cancel()  # not awaited: see the note in _session's cleanup
+            if lost.done():
+                return "heartbeat write failed: the pool failed to connect twice in a row"
+            return f"heartbeat write failed: no answer within {format_duration(budget)}"
+        exc = beat.exception()
+        if exc is None:
+            return None
+        return f"heartbeat write failed: {type(exc).__name__}: {_first_line(exc)}"
 
     def _waker_for(self, app: App, pool: psycopg_pool.AsyncConnectionPool) -> RetryWaker:
         """The retry waker (system/waker.py), fed with this app's stored retries."""

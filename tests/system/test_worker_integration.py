@@ -233,6 +233,40 @@ def test_worker_survives_a_postgres_restart(
     assert worker.is_running()
 
 
+def test_a_postgres_crash_ends_the_session_at_once_and_it_resumes_at_once(
+    sut: Sut, local_pg: LocalPostgres, jokeapi: FakeApiClient
+) -> None:
+    """Neither noticing the crash nor resuming waits for the pool: psycopg_pool's own backoff
+    (1, 2, 4 s ...) kept a heartbeat without a connection for 4 s after PostgreSQL was back."""
+    sut.overrides["DB_POOL_TIMEOUT"] = "10s"  # far above what either step may take
+    sut.migrate()
+    worker = sut.worker("w1")
+    heartbeat = sut.setting("worker_heartbeat_interval")
+    local_pg.kill()
+    down = time.monotonic()
+    wait_for(
+        lambda: "worker session lost" in worker.output(),
+        timeout=20,
+        what="the worker to notice the crash",
+    )
+    noticed = time.monotonic() - down
+    local_pg.start()
+    up = time.monotonic()
+    wait_for(
+        lambda: "database back: worker resumed name=w1" in worker.output(),
+        timeout=15,
+        what="the worker to resume",
+    )
+    resumed = time.monotonic() - up
+    print(f"\ncrash noticed after {noticed:.2f}s, resumed {resumed:.2f}s after the restart")
+    # a heartbeat interval (plus a loaded machine's second) to notice; the supervisor's first
+    # delays (0.1, 0.2, 0.4 ... 1 s) to resume, never the 10 s pool timeout
+    assert noticed <= heartbeat + 1.0, noticed
+    assert resumed <= 3.0, resumed
+    job_ids = sut.defer(2)
+    sut.wait_status(job_ids, {"succeeded"}, timeout=10)
+
+
 def test_outage_longer_than_pool_timeout_loses_nothing(
     sut: Sut, local_pg: LocalPostgres, jokeapi: FakeApiClient
 ) -> None:
