@@ -39,6 +39,7 @@ from procrastinate.worker import Worker
 from system import db
 from system.defects import Defect
 from system.durations import format_duration
+from system.joblogs import quiet_abort_tracebacks
 from system.jokes import HTTP_TIMEOUT
 from system.promises import session_teardown_limit
 from system.settings import Settings
@@ -167,6 +168,7 @@ class Supervisor:
         """Run until stopped; return the process exit code (0 after a graceful stop)."""
         self._stop = asyncio.Event()
         settings = self.settings
+        quiet_abort_tracebacks()  # a shutdown's aborts are re-queued on time (system.joblogs)
         if settings.defects:
             logger.warning(
                 "!!! DELIBERATE DEFECTS ENABLED: %s. This worker is broken on purpose "
