@@ -132,6 +132,21 @@ def _children_of(pid: int) -> list[int]:
     return children
 
 
+def _describe(pids: Sequence[int]) -> str:
+    """``pid state wchan: title`` for each living pid (a backend's title names its database,
+    client address and what it is doing), for an error message."""
+    found = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        found.append(f"{pid} {stat} {wchan}: {title.decode(errors='replace')}")
+    return "; ".join(found)
+
+
 def _kill_postmaster(data_dir: Path) -> int | None:
     """SIGKILL the postmaster of ``data_dir`` and all its children; return its pid."""
     pid = _read_postmaster_pid(data_dir)
@@ -240,7 +255,9 @@ class LocalPostgres:
             "fsync": "off",
             "full_page_writes": "off",
             "shared_buffers": "64MB",
-            "log_min_messages": "warning",
+            # LOG: a shutdown's and a crash recovery's progress are in the log (a handful of
+            # lines per restart), for the error that a slow stop raises
+            "log_min_messages": "log",
         }
         with conf.open("a") as fh:
             fh.write("\n# bulletproof harness\n")
@@ -315,8 +332,15 @@ class LocalPostgres:
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                # Say what held the shutdown up (which backends, doing what), then crash-stop
+                # it: a server left half-way through a shutdown fails every later test.
+                lingering = _describe(_children_of(pid))
+                log = self._log_lines(12)
+                self.kill()
                 raise PostgresError(
-                    f"postgres (pid {pid}) did not stop within {timeout}s"
+                    f"postgres (pid {pid}) did not stop within {timeout}s and was killed; "
+                    f"still running then: {lingering or 'no child'}; server log ends: "
+                    + " | ".join(log)
                 ) from None
             self._proc = None
         else:
@@ -385,10 +409,13 @@ class LocalPostgres:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _log_tail(self) -> str:
+    def _log_lines(self, count: int) -> list[str]:
         if self.base_dir is None or not self.log_file.exists():
-            return ""
-        lines = self.log_file.read_text(errors="replace").strip().splitlines()
+            return []
+        return self.log_file.read_text(errors="replace").strip().splitlines()[-count:]
+
+    def _log_tail(self) -> str:
+        lines = self._log_lines(1)
         return f" (server log: {lines[-1]})" if lines else ""
 
     def _run(self, argv: Sequence[str]) -> None:

@@ -62,6 +62,8 @@ def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
     url = os.environ.get("PROCRASTINATE_DATABASE_URL")
     server: LocalPostgres | ExternalPostgres
     server = ExternalPostgres(url) if url else request.getfixturevalue("postgres")
+    if isinstance(server, LocalPostgres) and not server.is_running():
+        server.start()  # a test that stopped it and failed must not fail every later test
     slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40].strip("_")
     name = f"t{next(_counter)}_{slug}"
     dsn = server.create_database(name)

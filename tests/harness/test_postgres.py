@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -65,3 +67,28 @@ def test_cleanup_stale_removes_dead_runs() -> None:
         os.kill(pid, 0)
     server.base_dir = None
     root.rmdir()
+
+
+def test_a_stop_held_up_says_by_what_and_leaves_the_server_down(
+    postgres: LocalPostgres, pg_dsn: str
+) -> None:
+    # A backend that cannot act on the postmaster's SIGTERM (SIGSTOPped) holds a fast shutdown
+    # up for good: stop() must name it, then crash-stop the server rather than leave it
+    # half-way through a shutdown (which failed every later test of a CI run).
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            with pytest.raises(PostgresError) as raised:
+                postgres.stop("fast", timeout=1.0)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(backend, signal.SIGCONT)
+    message = str(raised.value)
+    assert "did not stop within 1.0s and was killed" in message
+    assert f"{backend} T" in message  # the stopped backend, by pid and state
+    assert "received fast shutdown request" in message  # the server log's last lines
+    assert not postgres.is_running()
+    with socket.socket() as sock:
+        assert sock.connect_ex((postgres.host, postgres.port)) != 0
+    postgres.start()

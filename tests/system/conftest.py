@@ -175,7 +175,10 @@ def module_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
         params["dbname"] = name
         dsn = make_conninfo(**params)  # type: ignore[arg-type]
     else:
-        dsn = request.getfixturevalue("postgres").create_database(name)
+        server = request.getfixturevalue("postgres")
+        if not server.is_running():
+            server.start()  # a test that stopped it and failed must not fail every later test
+        dsn = server.create_database(name)
     try:
         yield dsn
     finally:
