@@ -3,6 +3,7 @@
 Options: ``--backend local|docker`` (env ``BULLETPROOF_BACKEND``), ``--profile fast|production``
 (env ``BULLETPROOF_PROFILE``), ``--seed N`` (env ``BULLETPROOF_SEED``; random and printed when
 absent), ``--reports-dir`` (env ``BULLETPROOF_REPORTS``, default ``reports``).
+Under pytest-xdist (``-n N``) every worker takes the controller's seed.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"
         )
     raw_seed = config.getoption("--seed")
+    handed = getattr(config, "workerinput", {}).get(SEED_INPUT)
+    if handed is not None:  # a pytest-xdist worker: the controller's seed, never its own
+        raw_seed = handed
     if raw_seed is None:
         seed = secrets.randbelow(2**31)
     else:
@@ -68,6 +72,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 SEED_KEY = pytest.StashKey[int]()
+SEED_INPUT = "bulletproof_seed"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """pytest-xdist (controller): hand the run's one seed to each worker it starts."""
+    config = node.config  # type: ignore[attr-defined]
+    node.workerinput[SEED_INPUT] = config.stash[SEED_KEY]  # type: ignore[attr-defined]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
