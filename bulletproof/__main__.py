@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+
+from procrastinate import App
 
 from bulletproof.core import AppError, check_stalled_recovery, load_app, migrate_main, supervise
 from system.__main__ import configure_logging
-from system.settings import SettingsError, load_settings
+from system.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +36,30 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--queues", help="comma-separated queues to take jobs from (default: all queues)"
     )
+    worker.add_argument(
+        "--health-port",
+        type=_port,
+        default=os.environ.get(HEALTH_PORT_ENV) or None,
+        help=f"serve GET /health on this port (env {HEALTH_PORT_ENV}; 0: any free port): "
+        "200 while the worker takes jobs, 503 while it does not",
+    )
+    worker.add_argument(
+        "--health-host", default="127.0.0.1", help="address /health listens on (default: loopback)"
+    )
     return parser
+
+
+HEALTH_PORT_ENV = "BULLETPROOF_HEALTH_PORT"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use 0 to 65535")
+    return port
 
 
 def _queues(text: str | None) -> list[str] | None:
@@ -56,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bulletproof: {exc}", file=sys.stderr)
         return 2
     configure_logging()
+    try:
+        return _run_worker(app, settings, args, queues)
+    except AppError as exc:
+        print(f"bulletproof: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_worker(
+    app: App, settings: Settings, args: argparse.Namespace, queues: list[str] | None
+) -> int:
     return asyncio.run(
         supervise(
             app,
@@ -63,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             name=args.name,
             queues=queues,
             migrate_command=f"python -m bulletproof migrate --app {args.app}",
+            health_port=args.health_port,
+            health_host=args.health_host,
         )
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,9 @@ from system import db
 from system.settings import Settings, SettingsError, load_settings
 from system.tasks import STALLED_TASK
 from system.worker import Supervisor, adopt_app, install_stop_signals
+from system.worker_health import serve_health
+
+logger = logging.getLogger("bulletproof")
 
 
 class AppError(ValueError):
@@ -83,6 +87,8 @@ async def supervise(
     name: str | None = None,
     queues: Sequence[str] | None = None,
     migrate_command: str = "python -m bulletproof migrate --app <module:app>",
+    health_port: int | None = None,
+    health_host: str = "127.0.0.1",
 ) -> int:
     """Run ``app``'s jobs in a supervised worker until SIGTERM/SIGINT; return the exit code.
 
@@ -92,6 +98,8 @@ async def supervise(
     app must have it: :func:`register_stalled_recovery`). ``settings`` default to the
     environment (:func:`load_settings`); ``queues`` None takes jobs from every queue. The
     first SIGTERM/SIGINT stops gracefully (0). The app's connector is restored afterwards.
+    With ``health_port`` (0: any free port), ``GET http://health_host:port/health`` answers
+    200 while the worker takes jobs and 503 while it does not (:mod:`system.worker_health`).
     """
     settings = settings if settings is not None else load_settings()
     check_stalled_recovery(app, queues)
@@ -104,10 +112,23 @@ async def supervise(
         migrate_command=migrate_command,
     )
     connector, job_manager = app.connector, app.job_manager
+    health = None
     try:
+        if health_port is not None:
+            try:
+                health = await serve_health(supervisor.health, host=health_host, port=health_port)
+            except OSError as exc:
+                raise AppError(
+                    f"health: cannot listen on {health_host}:{health_port} ({exc.strerror}); "
+                    "choose another port, or 0 for any free one"
+                ) from None
+            bound = health.sockets[0].getsockname()
+            logger.info("health: GET http://%s:%s/health", bound[0], bound[1])
         install_stop_signals(supervisor.request_stop)
         return await supervisor.run()
     finally:
+        if health is not None:
+            health.close()
         app.connector, app.job_manager = connector, job_manager
 
 

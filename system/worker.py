@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ from system.defects import Defect
 from system.durations import format_duration
 from system.joblogs import quiet_abort_tracebacks
 from system.jokes import HTTP_TIMEOUT
-from system.promises import session_teardown_limit
+from system.promises import heartbeat_freshness_limit, session_teardown_limit
 from system.settings import Settings
 from system.tasks import (
     HEALTH_TASK,
@@ -144,6 +145,7 @@ class Supervisor:
         self._stop: asyncio.Event | None = None
         self._worker: Worker | None = None
         self._announced = False
+        self._last_beat: float | None = None  # monotonic time of the last heartbeat written
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -162,6 +164,25 @@ class Supervisor:
     @property
     def stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this worker takes jobs now, and why: its session is up, it is not stopping,
+        and its last heartbeat write succeeded within the freshness limit that ``/health``
+        applies to every worker (:func:`system.promises.heartbeat_freshness_limit`)."""
+        limit = heartbeat_freshness_limit(self.settings.worker_heartbeat_interval)
+        age = None if self._last_beat is None else time.monotonic() - self._last_beat
+        healthy = (
+            self._worker is not None and not self.stopping and age is not None and age <= limit
+        )
+        if Defect.HEALTH_ALWAYS_OK in self.settings.defects:
+            healthy = True
+        return healthy, {
+            "worker": self.name,
+            "session": self._worker is not None,
+            "stopping": self.stopping,
+            "heartbeat_age": None if age is None else round(age, 3),
+            "freshness_limit": limit,
+        }
 
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> int:
@@ -254,6 +275,7 @@ class Supervisor:
             self._worker = worker
             run_task = asyncio.create_task(worker.run(), name=f"procrastinate worker {self.name}")
             await self._wait_registered(worker, run_task)
+            self._last_beat = time.monotonic()  # the worker row was just written
             await self._wait_listening(app, pool, run_task)
             if self.stopping:
                 worker.stop()  # a stop that came before run() started was cleared by it
@@ -432,6 +454,7 @@ class Supervisor:
             return f"heartbeat write failed: no answer within {format_duration(budget)}"
         exc = beat.exception()
         if exc is None:
+            self._last_beat = time.monotonic()
             return None
         return f"heartbeat write failed: {type(exc).__name__}: {_first_line(exc)}"
 

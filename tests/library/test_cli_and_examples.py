@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from procrastinate import App, PsycopgConnector
 
+from harness.postgres import LocalPostgres, free_port
 from harness.processes import ManagedProcess, log_line
 from harness.wait import wait_for
 
@@ -194,3 +197,70 @@ def test_bulletproof_example_stores_jokes_and_stops_gracefully(
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(timeout=20) == 0, worker.tail(10)
     assert "worker bp1 stopped" in worker.output()
+
+
+def test_bulletproof_worker_health_says_503_without_its_database_and_200_once_back(
+    postgres: LocalPostgres,
+    pg_dsn: str,
+    fakeapi_url: str,
+    tmp_path: Path,
+    procs: list[ManagedProcess],
+) -> None:
+    if os.environ.get("PROCRASTINATE_DATABASE_URL"):
+        pytest.skip("stops the server: needs the test session's own PostgreSQL")
+    from examples.plain_app_bulletproof import target
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/health"
+    env = {**target.env, target.database_env: pg_dsn, "JOKE_API_URL": fakeapi_url}
+    env["BULLETPROOF_HEALTH_PORT"] = str(port)
+    assert target.migrate is not None
+    assert run(list(target.migrate[1:]), env).returncode == 0
+    worker = ManagedProcess(
+        "bp",
+        [sys.executable, *target.worker[1:], "--name", "bp1"],
+        log_path=tmp_path / "bp.log",
+        env=env,
+        cwd=ROOT,
+        ready=log_line(r"bulletproof: worker ready name=bp1\b"),
+    )
+    procs.append(worker)
+    worker.start(timeout=60)
+
+    def status() -> int | None:
+        try:
+            return httpx.get(url, timeout=1.0).status_code
+        except httpx.HTTPError:
+            return None
+
+    wait_for(lambda: status() == 200, timeout=10, what="/health 200 once ready")
+    assert httpx.get(url).json()["worker"] == "bp1"
+    try:
+        postgres.stop()
+        noticed = wait_for(lambda: status() == 503, timeout=10, what="/health 503").elapsed
+        # the example's promise (its target's health_budget, 3 s)
+        assert noticed <= target.health_budget, f"503 after {noticed:.2f}s"
+    finally:
+        postgres.start()
+    back = wait_for(lambda: status() == 200, timeout=20, what="/health 200 again").elapsed
+    assert back <= target.recovery_budget, f"200 again after {back:.2f}s"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(timeout=20) == 0, worker.tail(10)
+    print(f"/health: 503 {noticed:.2f}s after PostgreSQL stopped, 200 {back:.2f}s after restart")
+
+
+def test_a_health_port_in_use_is_a_one_line_error(pg_dsn: str) -> None:
+    from examples.plain_app_bulletproof import target
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**target.env, target.database_env: pg_dsn, "BULLETPROOF_HEALTH_PORT": str(port)}
+        done = run(["-m", "bulletproof", "worker", "--app", BULLETPROOF_APP], env, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert f"health: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    bad = run(["-m", "bulletproof", "worker", "--app", BULLETPROOF_APP, "--health-port", "x"], {})
+    assert bad.returncode == 2
+    assert "'x' is not a port; use 0 to 65535" in bad.stderr
