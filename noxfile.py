@@ -105,7 +105,12 @@ def soak(session: nox.Session) -> None:
 
 
 #: examples/plain_app_bulletproof/mutants.py's MUTANTS (tests/target checks they agree).
-EXAMPLE_MUTANTS = ("no_stall_recovery", "no_db_supervision", "no_shutdown_abort")
+EXAMPLE_MUTANTS = (
+    "no_stall_recovery",
+    "no_db_supervision",
+    "no_shutdown_abort",
+    "health_always_ok",
+)
 
 
 @nox.session

@@ -33,9 +33,11 @@ class Client:
         *,
         timeout: float = 5.0,
         health_timeout: float = 2.0,
+        health_path: str = "/health",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.health_timeout = health_timeout
+        self.health_path = health_path
         self.history = history
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._ops = itertools.count(1)
@@ -73,9 +75,12 @@ class Client:
         return [self.submit(category) for _ in range(n)]
 
     def health(self) -> int | None:
-        """GET /health and record a ``health_status`` observation (None: no answer)."""
+        """GET ``health_path`` (/health) and record a ``health_status`` observation (None: no
+        answer)."""
         try:
-            status: int | None = self._http.get("/health", timeout=self.health_timeout).status_code
+            status: int | None = self._http.get(
+                self.health_path, timeout=self.health_timeout
+            ).status_code
         except httpx.HTTPError:
             status = None
         self.history.write(Observation(name="health_status", value=status, t=time.time()))

@@ -47,4 +47,9 @@ target = Target(
     recovery_budget=6.0,
     # our orchestrator's grace between SIGTERM and SIGKILL; WORKER_TIMEOUT (1 s) is below it
     shutdown_grace=3.0,
+    # each worker serves GET /health on the port the harness puts here (--health-port's env);
+    # our promise: 503 within the heartbeat freshness limit (max(3 x 0.5, 0.5 + 1) = 1.5 s),
+    # with room for a failing reconnect (DB_CONNECT_TIMEOUT 1 s): 3 s
+    health_port_env="BULLETPROOF_HEALTH_PORT",
+    health_budget=3.0,
 )

@@ -43,5 +43,8 @@ no_db_supervision = _broken(
 #: SIGTERM waits for running jobs without a bound.
 no_shutdown_abort = _broken("no-shutdown-abort", {"graceful_shutdown": ["graceful_shutdown"]})
 
+#: The worker's /health says 200 whatever happens.
+health_always_ok = _broken("health-always-ok", {"database_drop": ["health_transitions"]})
+
 #: Every mutant target by attribute name (``nox -s examples`` runs each).
-MUTANTS = ("no_stall_recovery", "no_db_supervision", "no_shutdown_abort")
+MUTANTS = ("no_stall_recovery", "no_db_supervision", "no_shutdown_abort", "health_always_ok")

@@ -11,12 +11,14 @@ from typing import Any
 from harness.checker import (
     Verdict,
     check_calibration,
+    check_health_transitions,
     check_justified_reruns,
     check_processes_alive,
     check_queue_accounting,
 )
 from harness.checker.effect_rows import check_effect_once, check_effect_per_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN
+from harness.client import Client
 from harness.history.records import History
 from harness.target.expect import RetryPlan
 from harness.target.run import TargetRun
@@ -100,3 +102,40 @@ def upstream_proxies(run: TargetRun) -> list[str]:
 def cannot_judge(name: str, reason: str) -> list[Verdict]:
     """One ``unknown`` verdict: the scenario cannot exercise its property on this target."""
     return [Verdict(name, UNKNOWN, reason, {})]
+
+
+#: Seconds between /health samples of a target's worker.
+HEALTH_INTERVAL = 0.1
+
+
+def health_client(run: TargetRun, worker: str = "w1") -> Client | None:
+    """A client sampling ``worker``'s own /health into the history, when the target declares
+    one (``health_port_env``); None otherwise."""
+    url = run.stack.health_urls.get(worker)
+    if url is None:
+        return None
+    return Client(
+        url,
+        run.writer,
+        health_timeout=run.target.health_budget,
+        health_path=run.target.health_path,
+    )
+
+
+def health_detect_budget(run: TargetRun) -> float:
+    """From a fault's start to the first non-200: the target's ``health_budget``, one
+    sampling interval and the calibration's tolerance."""
+    return run.target.health_budget + HEALTH_INTERVAL + run.calibration.tolerance
+
+
+def check_target_health(history: History, run: TargetRun, kinds: list[str]) -> Verdict:
+    """The worker's /health during the faults of ``kinds``: non-200 within the target's
+    ``health_budget`` (+ one sampling interval and the calibration's tolerance), 200 within
+    its ``recovery_budget`` (+ tolerance) after, no false alarm (the system's own rule,
+    :func:`harness.checker.check_health_transitions`)."""
+    return check_health_transitions(
+        history,
+        detect_budget=health_detect_budget(run),
+        recover_budget=run.target.recovery_budget + run.calibration.tolerance,
+        fault_kinds=kinds,
+    )

@@ -21,6 +21,7 @@ scenario runs it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,13 @@ class Target:
     ``job_seconds`` bounds one normal run of the task. ``ready_log`` is a regular expression
     a worker's log shows once it takes jobs.
 
+    ``health_port_env`` names the variable in which a worker takes the port of its own
+    ``GET health_path`` (e.g. ``python -m bulletproof worker`` reads
+    ``BULLETPROOF_HEALTH_PORT``): the harness gives each worker a free loopback port there and
+    samples it during ``database_drop``, where it must answer non-200 within
+    ``health_budget`` seconds of the outage and 200 within ``recovery_budget`` after it.
+    Without it, no health check runs.
+
     ``known_failures`` maps a scenario to the invariants the app is known to break there
     (e.g. while adopting the bulletproof parts): such a scenario passes only when one of them
     does fail (like a mutant), so a gap stays documented and a fixed one is noticed. The
@@ -80,6 +88,9 @@ class Target:
     shutdown_grace: float = 10.0
     job_seconds: float = 1.0
     ready_log: str = DEFAULT_READY
+    health_port_env: str | None = None
+    health_path: str = "/health"
+    health_budget: float = 10.0
     known_failures: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +105,7 @@ class Target:
             ("recovery_budget", self.recovery_budget),
             ("shutdown_grace", self.shutdown_grace),
             ("job_seconds", self.job_seconds),
+            ("health_budget", self.health_budget),
         ):
             if not 0 < value <= 3600:
                 raise TargetError(
@@ -113,6 +125,18 @@ class Target:
                     f"target {self.name!r}: known_failures[{scenario!r}] must name invariants "
                     f"among {', '.join(Invariant)} (got {', '.join(unknown) or 'none'})"
                 )
+        if not self.health_path.startswith("/"):
+            raise TargetError(
+                f"target {self.name!r}: health_path {self.health_path!r} must start with '/' "
+                "(e.g. '/health')"
+            )
+        if self.health_port_env is not None and not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_]*", self.health_port_env
+        ):
+            raise TargetError(
+                f"target {self.name!r}: health_port_env {self.health_port_env!r} is not an "
+                "environment variable name (e.g. 'HEALTH_PORT')"
+            )
         if self.effect_sql is not None and not self.effect_sql.lstrip().lower().startswith(
             ("select", "with")
         ):

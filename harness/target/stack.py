@@ -20,8 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from harness.backends.base import Backend, Endpoint, Service, ServiceError
-from harness.backends.local import REPO_ROOT, python_env
+from harness.backends.local import HOST, REPO_ROOT, python_env
 from harness.fakeapi.client import FakeApiClient
+from harness.postgres import free_port
 from harness.processes import ManagedProcess, log_line
 from harness.profiles import FAST
 from harness.stack import Stack, with_host_port
@@ -76,6 +77,8 @@ class TargetStack(Stack):
         )
         self.target = target
         self.with_api = False
+        #: each worker's health base URL (``GET url + target.health_path``), when declared
+        self.health_urls: dict[str, str] = {}
 
     @property
     def db_url(self) -> str:
@@ -165,11 +168,16 @@ class TargetStack(Stack):
         name = name or f"w{next(self._worker_names)}"
         if any(w.name == name for w in self.workers):
             raise ValueError(f"a worker named {name!r} already exists")
+        health: dict[str, str] = {}
+        if self.target.health_port_env is not None:
+            port = free_port(HOST)  # kept across restarts: the worker's env is fixed
+            health[self.target.health_port_env] = str(port)
+            self.health_urls[name] = f"http://{HOST}:{port}"
         worker = ManagedProcess(
             name,
             [a.replace("{name}", name) for a in _argv(self.target.worker)],
             log_path=self.logs_dir / f"worker-{name}.log",
-            env={**self.env, **(env or {})},
+            env={**self.env, **health, **(env or {})},
             cwd=REPO_ROOT,
             ready=log_line(self.target.ready_log),
         )

@@ -28,6 +28,9 @@ def test_a_valid_target_keeps_its_statements() -> None:
         ({"effect_sql": "DELETE FROM jokes"}, "effect_sql must be a SELECT"),
         ({"known_failures": {"nope": ["queue_accounting"]}}, "names no scenario 'nope'"),
         ({"known_failures": {"worker_crash": ["lost"]}}, "must name invariants"),
+        ({"health_port_env": "HEALTH PORT"}, "is not an environment variable name"),
+        ({"health_path": "health"}, "health_path 'health' must start with '/'"),
+        ({"health_budget": -1}, "health_budget=-1 is out of range"),
     ],
 )
 def test_a_wrong_target_gets_one_line_naming_the_field(change: dict, message: str) -> None:
