@@ -1,4 +1,5 @@
-"""Stalled-job recovery: one of two workers is SIGKILLed for good mid-job.
+"""Stalled-job recovery: one of two workers is SIGKILLed for good mid-job, and the survivor is
+given slow jobs of its own.
 
 The survivor's stalled-job recovery must re-queue the dead worker's jobs within the budget the
 configuration implies, and must leave its own running jobs alone (their heartbeat is fresh):
@@ -23,6 +24,8 @@ from harness.scenario import ScenarioFactory, ScenarioRun
 from system.defects import Defect
 
 TITLE = "Stalled-job recovery by a surviving worker"
+#: Slow jobs submitted after the kill, so the survivor runs live jobs during its sweeps.
+SURVIVOR_JOBS = 2
 CLAIMS = ["stalled_recovery", "stall_detection_latency", "complete_or_fail"]
 
 
@@ -30,7 +33,9 @@ def lose_a_worker(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     """Slow jobs on two workers; SIGKILL the busier one for good."""
     p = sc.profile
     n = sc.rng.randint(4, 6)
-    sc.nemesis.arm_api_fault("slow", delay=min(p.job_timeout * 2 / 3, 2.0), count=n)
+    # longer than a recovery sweep's interval, shorter than the job timeout
+    slow = min(p.job_timeout * 2 / 3, 2.0)
+    sc.nemesis.arm_api_fault("slow", delay=slow, count=n)
     sc.client.submit_many(n)
     running = sc.wait_all_started()
     placement = sc.wait_placed(running)
@@ -38,6 +43,11 @@ def lose_a_worker(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     jobs = sorted(j for j, w in placement.items() if w == victim)
     sc.observe("victim", {"worker": victim, "jobs": jobs})
     sc.nemesis.kill_worker(victim, restart=False)
+    # The survivor must be running jobs of its own while its recovery sweeps: a recovery that
+    # ignores the threshold re-runs exactly those. All n may have gone to the victim (one
+    # worker can fetch them all); jobs submitted now can only go to the survivor.
+    sc.nemesis.arm_api_fault("slow", delay=slow, count=SURVIVOR_JOBS)
+    sc.client.submit_many(SURVIVOR_JOBS)
 
     def checks(h: History) -> list[Verdict]:
         return [
