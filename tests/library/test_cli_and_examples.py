@@ -46,6 +46,28 @@ def defer_fetch(app: App, dsn: str, count: int) -> list[int]:
         return [app.configure_task("fetch_joke").defer() for _ in range(count)]
 
 
+def start_bulletproof_example(
+    env: Mapping[str, str], tmp_path: Path, procs: list[ManagedProcess]
+) -> ManagedProcess:
+    """Migrate with the bulletproof example's command, then start its worker ``bp1`` (ready)."""
+    from examples.plain_app_bulletproof import target
+
+    assert target.migrate is not None
+    done = run(list(target.migrate[1:]), env)
+    assert done.returncode == 0, done.stderr
+    worker = ManagedProcess(
+        "bp",
+        [sys.executable, *target.worker[1:], "--name", "bp1"],
+        log_path=tmp_path / "bp.log",
+        env=dict(env),
+        cwd=ROOT,
+        ready=log_line(r"bulletproof: worker ready name=bp1\b"),
+    )
+    procs.append(worker)
+    worker.start(timeout=60)
+    return worker
+
+
 @pytest.fixture
 def procs() -> Iterator[list[ManagedProcess]]:
     started: list[ManagedProcess] = []
@@ -163,19 +185,7 @@ def test_bulletproof_example_stores_jokes_and_stops_gracefully(
     from examples.plain_app_bulletproof.tasks import app
 
     env = {**target.env, target.database_env: pg_dsn, "JOKE_API_URL": fakeapi_url}
-    assert target.migrate is not None
-    done = run(list(target.migrate[1:]), env)
-    assert done.returncode == 0, done.stderr
-    worker = ManagedProcess(
-        "bp",
-        [sys.executable, *target.worker[1:], "--name", "bp1"],
-        log_path=tmp_path / "bp.log",
-        env=env,
-        cwd=ROOT,
-        ready=log_line(r"bulletproof: worker ready name=bp1\b"),
-    )
-    procs.append(worker)
-    worker.start(timeout=60)
+    worker = start_bulletproof_example(env, tmp_path, procs)
     job_ids = defer_fetch(app, pg_dsn, 3)
     stored = wait_for(
         lambda: (found := rows(pg_dsn, target.effect_sql or "")) and len(found) == 3 and found,
@@ -214,18 +224,7 @@ def test_bulletproof_worker_health_says_503_without_its_database_and_200_once_ba
     url = f"http://127.0.0.1:{port}/health"
     env = {**target.env, target.database_env: pg_dsn, "JOKE_API_URL": fakeapi_url}
     env["BULLETPROOF_HEALTH_PORT"] = str(port)
-    assert target.migrate is not None
-    assert run(list(target.migrate[1:]), env).returncode == 0
-    worker = ManagedProcess(
-        "bp",
-        [sys.executable, *target.worker[1:], "--name", "bp1"],
-        log_path=tmp_path / "bp.log",
-        env=env,
-        cwd=ROOT,
-        ready=log_line(r"bulletproof: worker ready name=bp1\b"),
-    )
-    procs.append(worker)
-    worker.start(timeout=60)
+    worker = start_bulletproof_example(env, tmp_path, procs)
 
     def status() -> int | None:
         try:
