@@ -258,6 +258,12 @@ class LocalPostgres:
             # LOG: a shutdown's and a crash recovery's progress are in the log (a handful of
             # lines per restart), for the error that a slow stop raises
             "log_min_messages": "log",
+            # A client that connects while the server shuts down gets a "dead-end" backend that
+            # waits this long for its startup packet, and the postmaster waits for it: at the
+            # default 60 s, a client caught mid-connect (a reconnect loop, a paused worker) held
+            # a fast stop past its 30 s timeout in CI. Trust auth on loopback needs no more than
+            # a round trip, so 5 s only bounds how long a silent client can hold a stop.
+            "authentication_timeout": "5s",
         }
         with conf.open("a") as fh:
             fh.write("\n# bulletproof harness\n")

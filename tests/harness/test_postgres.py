@@ -7,12 +7,15 @@ import os
 import signal
 import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from harness.postgres import LocalPostgres, PostgresError, cleanup_stale, find_bindir
+from harness.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,4 +94,44 @@ def test_a_stop_held_up_says_by_what_and_leaves_the_server_down(
     assert not postgres.is_running()
     with socket.socket() as sock:
         assert sock.connect_ex((postgres.host, postgres.port)) != 0
+    postgres.start()
+
+
+def test_a_client_silent_during_a_stop_holds_it_only_briefly(
+    postgres: LocalPostgres, pg_dsn: str
+) -> None:
+    # A client that connects while the server shuts down and never sends its startup packet
+    # (a reconnect caught mid-way) gets a dead-end backend the postmaster waits for. At
+    # PostgreSQL's default authentication_timeout (60 s) that held a fast stop past its 30 s in
+    # CI; the harness's server gives such a client 5 s.
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            postgres.stop("fast", timeout=20.0)
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+        os.kill(backend, signal.SIGSTOP)  # holds the shutdown open while the silent client comes
+        stopper = threading.Thread(target=stop)
+        try:
+            stopper.start()
+            wait_for(
+                lambda: "received fast shutdown request" in postgres.log_file.read_text(),
+                timeout=10,
+                what="the server to begin its fast shutdown",
+            )
+            silent = socket.create_connection((postgres.host, postgres.port), timeout=5)
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        started = time.monotonic()
+        with silent:
+            stopper.join(timeout=30)
+            held = time.monotonic() - started
+    assert not stopper.is_alive()
+    assert errors == []
+    assert not postgres.is_running()
+    assert held < 15, f"a silent client held the stop for {held:.1f}s"
     postgres.start()
