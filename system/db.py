@@ -13,7 +13,7 @@ import math
 import select
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import psycopg_pool
@@ -352,6 +352,20 @@ SELECT pg_notify(channel, json_build_object('type', 'job_inserted', 'job_id', id
 """
 
 
+async def stored_effect(pool: psycopg_pool.AsyncConnectionPool, job_id: int) -> str | None:
+    """The joke an earlier run of job ``job_id`` stored (its job effect row), or None."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(_STORED_EFFECT, {"job_id": job_id})
+        row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+_STORED_EFFECT = f"SELECT joke_id FROM {JOB_EFFECTS_TABLE} WHERE job_id = %(job_id)s"
+
+#: What :func:`recover_stalled_job` did with a stalled run.
+Recovery = Literal["retried", "succeeded", "failed"]
+
+
 async def recover_stalled_job(
     pool: psycopg_pool.AsyncConnectionPool,
     *,
@@ -359,13 +373,20 @@ async def recover_stalled_job(
     attempts: int,
     worker_id: int | None,
     threshold: float,
-) -> bool:
-    """Re-queue one stalled job if it is still the same stalled run; True if re-queued.
+    runs_allowed: int | None = None,
+) -> Recovery | None:
+    """Settle one stalled run if it is still the same stalled run; None if it moved on.
 
     Procrastinate's ``retry_job`` also accepts a ``failed`` job, so a job that failed for
     good between listing and retrying would be resurrected. Here the job row is locked and
     re-checked (still ``doing``, same attempt, same worker, worker still silent) in the
-    transaction that calls Procrastinate's own ``retry_job`` query.
+    transaction that settles it:
+
+    - ``succeeded`` when the run had stored its effect (its worker died between that commit
+      and the status write): running it again would do the work twice;
+    - ``failed`` when the stalled run was its last allowed one (``runs_allowed`` runs; the
+      interrupted run counts, as it ran): a retry would exceed ``max_attempts``;
+    - else ``retried`` with Procrastinate's own ``retry_job`` query, at once.
     """
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
@@ -387,38 +408,48 @@ async def recover_stalled_job(
             },
         )
         if await cur.fetchone() is None:
-            return False
-        try:
-            async with conn.transaction():  # a savepoint
-                await conn.execute(
-                    procrastinate_sql.queries["retry_job"],
-                    {
-                        "job_id": job_id,
-                        "retry_at": datetime.datetime.now(datetime.UTC),
-                        "new_priority": None,
-                        "new_queue_name": None,
-                        "new_lock": None,
-                    },
+            return None
+        outcome: Recovery = "retried"
+        effect = await (await conn.execute(_STORED_EFFECT, {"job_id": job_id})).fetchone()
+        if effect is not None:
+            outcome = "succeeded"
+        elif runs_allowed is not None and attempts + 1 >= runs_allowed:
+            outcome = "failed"
+        else:
+            try:
+                async with conn.transaction():  # a savepoint
+                    await conn.execute(
+                        procrastinate_sql.queries["retry_job"],
+                        {
+                            "job_id": job_id,
+                            "retry_at": datetime.datetime.now(datetime.UTC),
+                            "new_priority": None,
+                            "new_queue_name": None,
+                            "new_lock": None,
+                        },
+                    )
+            except psycopg.errors.UniqueViolation:
+                # Its queueing lock is taken by a queued twin (periodic tasks): that twin does
+                # the same work, so this run ends `failed` instead of blocking recovery forever.
+                logger.warning(
+                    "Stalled job %s has a queued twin with the same queueing lock: marked failed",
+                    job_id,
                 )
-        except psycopg.errors.UniqueViolation:
-            # Its queueing lock is taken by a queued twin (periodic tasks): that twin does
-            # the same work, so this run ends `failed` instead of blocking recovery forever.
-            logger.warning(
-                "Stalled job %s has a queued twin with the same queueing lock: marked failed",
-                job_id,
-            )
+                outcome = "failed"
+        if outcome != "retried":
             await conn.execute(
                 procrastinate_sql.queries["finish_job"],
-                {"job_id": job_id, "status": "failed", "delete_job": False},
+                {"job_id": job_id, "status": outcome, "delete_job": False},
             )
         await conn.execute(
             f"INSERT INTO {RECOVERIES_TABLE} (job_id, worker_id, attempts) VALUES (%s, %s, %s)",
             (job_id, worker_id, attempts),
         )
-        # A retry is an UPDATE, which notifies nobody: wake the workers as Procrastinate's
-        # insert trigger would (delivered at commit), not at their next poll.
-        await conn.execute(_WAKE_SQL, {"job_id": job_id})
-        return True
+        if outcome == "retried":
+            # A retry is an UPDATE, which notifies nobody: wake the workers as Procrastinate's
+            # insert trigger would (delivered at commit), not at their next poll.
+            await conn.execute(_WAKE_SQL, {"job_id": job_id})
+        return outcome
 
 
 async def reserve_job_id(conn: psycopg.AsyncConnection[Any]) -> int:

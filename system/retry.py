@@ -6,7 +6,7 @@ import asyncio
 import datetime
 from collections.abc import Iterable
 
-from procrastinate import BaseRetryStrategy, RetryDecision
+from procrastinate import BaseRetryStrategy, RetryDecision, RetryStrategy
 from procrastinate.jobs import Job
 
 from system.defects import Defect
@@ -92,3 +92,18 @@ _SCHEDULE_DEFECTS = frozenset(
 def _in(seconds: float) -> datetime.datetime:
     # `retry_in` is typed for whole seconds; sub-second delays need an explicit `retry_at`.
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+
+
+def runs_allowed(strategy: BaseRetryStrategy | None) -> int | None:
+    """How many runs a job of a task with ``strategy`` may have; None: no bound known.
+
+    Ours counts runs (:attr:`ExponentialBackoffStrategy.runs`); Procrastinate's
+    ``RetryStrategy(max_attempts=n)`` allows n+1; a task without one runs once.
+    """
+    if isinstance(strategy, ExponentialBackoffStrategy):
+        return strategy.runs
+    if strategy is None:
+        return 1
+    if isinstance(strategy, RetryStrategy):
+        return None if strategy.max_attempts is None else strategy.max_attempts + 1
+    return None

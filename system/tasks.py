@@ -27,7 +27,7 @@ from procrastinate.connector import BaseConnector
 from system import db
 from system.defects import Defect
 from system.jokes import PermanentJokeError, TransientJokeError, fetch_joke
-from system.retry import ExponentialBackoffStrategy
+from system.retry import ExponentialBackoffStrategy, runs_allowed
 from system.settings import Settings, load_settings
 from system.waker import bind_connector
 
@@ -203,11 +203,29 @@ async def http_client(context: JobContext) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+_RECOVERY_TEXT = {
+    "retried": "successfully retried",
+    "succeeded": "its effect was stored before its worker went silent: marked succeeded",
+    "failed": "it was its last allowed run: marked failed",
+}
+
+
 def _then(last: bool, *, retry: bool) -> str:
     return ", giving up" if last or not retry else ", will retry"
 
 
 async def _fetch_and_store(context: JobContext, settings: Settings, category: str | None) -> str:
+    """Fetch a joke and store it with the job's effect row, unless a run did already.
+
+    A run whose worker died (or lost the database) after the store committed but before
+    its status was written is run again: it must not fetch and store a second time.
+    """
+    job_id = context.job.id
+    assert job_id is not None
+    stored = await db.stored_effect(db.pool_of(context.app), job_id)
+    if stored is not None:
+        logger.info("Job %s: joke %s was stored by an earlier run: done", job_id, stored)
+        return stored
     async with http_client(context) as client:
         row = await fetch_joke(client, settings.api_base_url, category)
     row["job_id"] = context.job.id
@@ -259,7 +277,14 @@ async def recover_stalled_jobs(
         for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=threshold)
         if job.id != own_job_id
     ]
-    counts = {"found": len(stalled), "retried": 0, "skipped": 0, "errors": 0}
+    counts = {
+        "found": len(stalled),
+        "retried": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "skipped": 0,
+        "errors": 0,
+    }
     if not stalled:
         logger.debug("No stalled jobs")
         return counts
@@ -271,32 +296,35 @@ async def recover_stalled_jobs(
     pool = db.pool_of(app)
     for job in stalled:
         assert job.id is not None
+        task = app.tasks.get(job.task_name)
         try:
-            retried = await db.recover_stalled_job(
+            outcome = await db.recover_stalled_job(
                 pool,
                 job_id=job.id,
                 attempts=job.attempts,
                 worker_id=job.worker_id,
                 threshold=threshold,
+                runs_allowed=runs_allowed(task.retry_strategy) if task else None,
             )
         except psycopg.Error as exc:
             counts["errors"] += 1
             logger.warning("Could not retry stalled job %s: %s", job.id, exc)
             continue
-        if retried:
-            counts["retried"] += 1
-            logger.info(
-                "Successfully retried stalled job %s (%s, after attempt %d)",
-                job.id,
-                job.task_name,
-                job.attempts + 1,
-            )
-        else:
+        if outcome is None:
             counts["skipped"] += 1
             logger.info("Stalled job %s moved on before its retry: left alone", job.id)
+            continue
+        counts[outcome] += 1
+        logger.info(
+            "Stalled job %s (%s, attempt %d): %s",
+            job.id,
+            job.task_name,
+            job.attempts + 1,
+            _RECOVERY_TEXT[outcome],
+        )
     logger.info(
-        "Stalled job recovery: found %(found)d, retried %(retried)d, skipped %(skipped)d, "
-        "errors %(errors)d",
+        "Stalled job recovery: found %(found)d, retried %(retried)d, succeeded %(succeeded)d "
+        "(effect stored), failed %(failed)d (last run), skipped %(skipped)d, errors %(errors)d",
         counts,
     )
     return counts

@@ -9,9 +9,10 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from procrastinate import RetryStrategy
 from procrastinate.jobs import Job
 
-from system.retry import ExponentialBackoffStrategy
+from system.retry import ExponentialBackoffStrategy, runs_allowed
 
 
 def job(attempts: int) -> Job:
@@ -93,3 +94,10 @@ def test_cancellation_is_requeued_at_once_whatever_the_count() -> None:
 def test_nonsense_parameters_are_rejected(args: tuple[int, float, float]) -> None:
     with pytest.raises(ValueError):
         ExponentialBackoffStrategy(*args)
+
+
+def test_runs_allowed_counts_runs_whatever_the_strategy() -> None:
+    assert runs_allowed(ExponentialBackoffStrategy(5, 1.0, 2.0)) == 5
+    assert runs_allowed(RetryStrategy(max_attempts=5)) == 6  # Procrastinate's: 5 retries
+    assert runs_allowed(RetryStrategy()) is None  # retries for ever
+    assert runs_allowed(None) == 1

@@ -187,7 +187,8 @@ def test_sigkilled_workers_job_is_recovered_by_retry_stalled_jobs(
     latency = recovered[0]["t"] - killed_at["t"]
     # the last heartbeat was at most one interval before the kill
     assert threshold - heartbeat - 0.05 <= latency <= threshold + check + 2 * SLACK, latency
-    assert f"Successfully retried stalled job {job_id}" in second.output()
+    assert f"Stalled job {job_id} (" in second.output()
+    assert "successfully retried" in second.output()
 
 
 def test_sigterm_finishes_or_requeues_and_leaves_nothing_doing(
