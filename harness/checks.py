@@ -67,6 +67,7 @@ TIMING_INVARIANTS = frozenset(
     {
         Invariant.QUEUE_ACCOUNTING,  # "lost" means "not terminal by the deadline"
         Invariant.RETRY_SCHEDULE,
+        Invariant.RETRY_DECISIONS,
         Invariant.JOB_TIMEOUT,
         Invariant.RECOVERY_LATENCY,
         Invariant.HEALTH_TRANSITIONS,

@@ -110,6 +110,7 @@ class ObservationName(StrEnum):
     WORKER_READY = "worker_ready"
     STALLED_RECOVERY = "stalled_recovery"  # {job_id, attempts, worker_id} from the SUT's table
     RUN_WORKER = "run_worker"  # {job_id, run, worker} from the workers' logs
+    RUN_ABORTED = "run_aborted"  # {job_id, run, worker}: aborted and re-queued, per its log
     CALIBRATION = "calibration"  # pickup latency measured before the faults
     MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)
     PROCESS_STATUS = (
@@ -142,6 +143,7 @@ class Invariant(StrEnum):
     JOB_EFFECTS = "job_effects"
     JUSTIFIED_RERUNS = "justified_reruns"
     RETRY_SCHEDULE = "retry_schedule"
+    RETRY_DECISIONS = "retry_decisions"  # the retry time asked for, judged amid faults
     ATTEMPT_COUNT = "attempt_count"
     JOB_TIMEOUT = "job_timeout"
     RECOVERY_LATENCY = "recovery_latency"

@@ -17,7 +17,13 @@ import pytest
 from harness.checker import Verdict
 from harness.history import History
 from harness.history.records import Observation
-from harness.randomized.checks import INVARIANTS, check_schedule_executed, random_checks
+from harness.profiles import get_profile
+from harness.randomized.checks import (
+    INVARIANTS,
+    check_schedule_executed,
+    random_checks,
+    random_settings,
+)
 from harness.randomized.executor import Executor
 from harness.randomized.generator import generate
 from harness.randomized.plugin import parse_duration
@@ -42,14 +48,17 @@ def run_schedule(
     name: str,
     *,
     judge: bool,
+    profile: str,
     defect: Defect | None = None,
     trial: bool = False,
 ) -> dict[str, Any]:
-    """One run of ``schedule`` on a fresh stack; returns its result (verdicts included)."""
+    """One run of ``schedule`` on a fresh stack (``profile``: the run's profile name, with
+    :func:`random_settings` over it); returns its result (verdicts included)."""
     broken: dict[str, Any] = (
         {} if defect is None else {"defect": defect, "expect_failing": INVARIANTS}
     )
-    with scenario(name, title=TITLE, workers=schedule.workers, **broken) as sc:
+    settings = random_settings(get_profile(profile))
+    with scenario(name, title=TITLE, workers=schedule.workers, settings=settings, **broken) as sc:
         if trial:  # a shrinking step is evidence for the shrink, not a scenario of the report
             sc.result_path = sc.reports_dir / "shrink-trials" / sc.result_path.name
         try:
@@ -63,7 +72,12 @@ def run_schedule(
                     check_schedule_executed(
                         execution.errors, execution.faults_done, len(schedule.faults)
                     ),
-                    *random_checks(h, sc.profile, not_found=execution.not_found_ids),
+                    *random_checks(
+                        h,
+                        sc.profile,
+                        not_found=execution.not_found_ids,
+                        tolerance=sc.calibration.tolerance,
+                    ),
                 ]
 
             return sc.finish(checks, judge=judge)
@@ -107,7 +121,14 @@ def test_random_run(
     print(f"random run {name}: {len(schedule.faults)} faults, replay: {_replay(original)}")
     raw_defect = pytestconfig.getoption("--random-defect")
     defect = Defect(raw_defect) if raw_defect else None
-    result = run_schedule(scenario, schedule, name, judge=False, defect=defect)
+    result = run_schedule(
+        scenario,
+        schedule,
+        name,
+        judge=False,
+        profile=pytestconfig.getoption("--profile"),
+        defect=defect,
+    )
     executed = next(i for i in result["invariants"] if i["name"] == "schedule")
     if executed["status"] != "pass":
         pytest.fail(f"{name}: verdict UNKNOWN: {executed['summary']}", pytrace=False)
@@ -128,6 +149,7 @@ def test_random_run(
                 candidate,
                 f"{name}__shrink_{next(trials)}",
                 judge=False,
+                profile=pytestconfig.getoption("--profile"),
                 defect=defect,
                 trial=True,
             )
@@ -171,7 +193,9 @@ def test_soak(scenario: ScenarioFactory, seed: int, pytestconfig: pytest.Config)
         )
         name = f"soak_{schedule.seed}"
         schedule.save(Path(pytestconfig.getoption("--reports-dir")) / "schedules" / f"{name}.json")
-        result = run_schedule(scenario, schedule, name, judge=False)
+        result = run_schedule(
+            scenario, schedule, name, judge=False, profile=pytestconfig.getoption("--profile")
+        )
         runs.append((name, str(result["verdict"]), len(schedule.faults)))
         index += 1
     bad = [r for r in runs if r[1] != "pass"]

@@ -14,6 +14,7 @@ from harness.checker.processes import check_processes_alive
 from harness.checker.queue_accounting import accounting, check_queue_accounting
 from harness.checker.recovery_latency import check_queue_resumes, check_recovery_latency
 from harness.checker.reruns import check_justified_reruns
+from harness.checker.retry_decisions import check_retry_decisions
 from harness.checker.retry_schedule import check_retry_schedule, expected_delay, is_capped
 from harness.checker.runs import (
     Run,
@@ -50,6 +51,7 @@ __all__ = [
     "check_queue_accounting",
     "check_queue_resumes",
     "check_recovery_latency",
+    "check_retry_decisions",
     "check_retry_schedule",
     "could_stop",
     "expected_delay",

@@ -81,6 +81,12 @@ class Run:
         return self.retry_at - self.end
 
     @property
+    def interrupted(self) -> bool:
+        """Ended by its worker's abort (re-queued) or by a stalled-job recovery: not by the
+        job's own outcome."""
+        return self.aborted or self.recovered
+
+    @property
     def scheduled_retry(self) -> bool:
         """Ended by the retry strategy with a retry time: not a stalled-job recovery, not a run
         aborted by a shutdown."""
@@ -141,8 +147,14 @@ def run_workers(history: History) -> dict[tuple[int, int], str]:
 
 def runs_by_job(history: History) -> dict[int, list[Run]]:
     """Job id -> its runs, each with its worker when known; re-queues by stalled-job recovery
-    are marked ``recovered``, runs re-queued at once during a graceful stop of their worker
-    (any worker when unknown) ``aborted``."""
+    are marked ``recovered``; runs whose worker's log says it aborted and re-queued them
+    (``run_aborted``: a shutdown past WORKER_TIMEOUT, a lost database session), or re-queued
+    at once during a graceful stop of their worker (any worker when unknown), ``aborted``."""
+    logged_aborts = {
+        (int(obs.value["job_id"]), int(obs.value["run"]))
+        for obs in history.observations(ObservationName.RUN_ABORTED)
+        if isinstance(obs.value, dict) and {"job_id", "run"} <= set(obs.value)
+    }
     recovered: set[tuple[int, int]] = set()
     for obs in history.observations(ObservationName.STALLED_RECOVERY):
         if isinstance(obs.value, dict) and "job_id" in obs.value and "attempts" in obs.value:
@@ -159,6 +171,9 @@ def runs_by_job(history: History) -> dict[int, list[Run]]:
             # the recovery saw job.attempts == runs before this one
             if (job_id, run.number - 1) in recovered:
                 run.recovered = True
+            if (job_id, run.number) in logged_aborts:
+                run.aborted = True
+                continue
             delay = run.requested_delay
             end = run.end
             if (delay is None or delay <= IMMEDIATE) and any(

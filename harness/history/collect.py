@@ -51,6 +51,13 @@ FETCH_LOG = re.compile(
     r"Job (?P<job_id>\d+): Fetching joke \(attempt (?P<run>\d+)/(?P<of>\d+)\)",
     re.MULTILINE,
 )
+#: Procrastinate's line for a run its worker aborted (shutdown past WORKER_TIMEOUT, or a lost
+#: database session) and re-queued: ``Job <task>[<id>](...) ended with status: Aborted, to retry``.
+ABORTED_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"Job [\w.]+\[(?P<job_id>\d+)\].* ended with status: Aborted, to retry",
+    re.MULTILINE,
+)
 
 
 def _epoch(value: Any) -> float | None:
@@ -139,11 +146,14 @@ def collect_database(dsn: str, *, connect_timeout: float = 5.0) -> list[Record]:
 
 
 def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
-    """Which worker ran which run, from each worker's log (worker name -> log path): one
-    ``run_worker`` observation ``{"job_id": N, "run": k, "worker": name}`` per line
-    ``Job N: Fetching joke (attempt k/m)`` (k is the run's ordinal among the job's ``started``
-    events). ``t`` is the line's time stamp (the log's local time), or the file's modification
-    time when the line has none. A missing log gives nothing."""
+    """Which worker ran which run, and which runs it aborted, from each worker's log (worker
+    name -> log path): one ``run_worker`` observation ``{"job_id": N, "run": k, "worker":
+    name}`` per line ``Job N: Fetching joke (attempt k/m)`` (k is the run's ordinal among the
+    job's ``started`` events), and one ``run_aborted`` observation (same value) per
+    Procrastinate line saying that job's run ended ``Aborted, to retry`` (the run is that
+    job's last one started in the same log). ``t`` is the line's time stamp (the log's local
+    time), or the file's modification time when the line has none. A missing log gives
+    nothing."""
     found: list[Observation] = []
     for name, path in logs.items():
         path = Path(path)
@@ -151,24 +161,23 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         fallback = path.stat().st_mtime
-        for match in FETCH_LOG.finditer(text):
+        matches = [(m.start(), ObservationName.RUN_WORKER, m) for m in FETCH_LOG.finditer(text)]
+        matches += [(m.start(), ObservationName.RUN_ABORTED, m) for m in ABORTED_LOG.finditer(text)]
+        last_run: dict[int, int] = {}
+        for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
             stamp = match.group("asctime")
             t = (
                 dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
                 if stamp
                 else fallback
             )
-            found.append(
-                Observation(
-                    name=ObservationName.RUN_WORKER,
-                    value={
-                        "job_id": int(match.group("job_id")),
-                        "run": int(match.group("run")),
-                        "worker": name,
-                    },
-                    t=t,
-                )
-            )
+            job_id = int(match.group("job_id"))
+            if kind == ObservationName.RUN_WORKER:
+                last_run[job_id] = int(match.group("run"))
+            elif job_id not in last_run:
+                continue  # a run this log never showed starting
+            value = {"job_id": job_id, "run": last_run[job_id], "worker": name}
+            found.append(Observation(name=kind, value=value, t=t))
     return sorted(found, key=lambda o: o.t)
 
 

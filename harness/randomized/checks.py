@@ -3,16 +3,25 @@
 No job lost (every acknowledged job terminal by the deadline; a 404 job ``failed``), no effect
 duplicated, every succeeded job tied to its stored row, every re-run justified by a fault that
 could stop it, no job run more often than its retry strategy allows (beyond justified
-re-runs), and every process alive that the schedule did not stop. Retry delays are not judged
-here: faults move them, the scripted scenarios judge them.
+re-runs), every retry asked for at its backoff delay, and every process alive that the
+schedule did not stop. When a retry *started* is not judged here (faults move it; the
+scripted scenarios judge it); when it was *asked for* is (:mod:`harness.checker.retry_decisions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from harness.checker import PASS, UNKNOWN, Verdict, acknowledged_ids, check_attempt_count
-from harness.checks import baseline
+from harness.checker import (
+    PASS,
+    UNKNOWN,
+    Verdict,
+    acknowledged_ids,
+    check_attempt_count,
+    check_retry_decisions,
+)
+from harness.checks import baseline, judged_jobs
 from harness.history.records import History
 from harness.profiles import Profile
 from harness.vocabulary import Invariant
@@ -26,7 +35,15 @@ INVARIANTS = (
     "justified_reruns",
     "processes_alive",
     "attempt_count",
+    "retry_decisions",
 )
+
+
+def random_settings(profile: Profile) -> dict[str, Any]:
+    """The profile values a random run overrides: the cap at 4 x base, so a job failing
+    for good (5 runs) has its last delay capped (0.3, 0.6, 1.2, then 1.2 instead of 2.4 in
+    the fast profile): an ignored cap shows, as does a constant or linear backoff."""
+    return {"retry_max_delay": 4 * profile.retry_base_delay}
 
 
 def check_schedule_executed(errors: Sequence[str], faults_done: int, planned: int) -> Verdict:
@@ -46,9 +63,13 @@ def check_schedule_executed(errors: Sequence[str], faults_done: int, planned: in
     return Verdict(Invariant.SCHEDULE, PASS, summary, figures)
 
 
-def random_checks(history: History, profile: Profile, *, not_found: Sequence[int]) -> list[Verdict]:
-    """Every verdict of a random run; ``not_found`` are the jobs that must end ``failed``."""
+def random_checks(
+    history: History, profile: Profile, *, not_found: Sequence[int], tolerance: float
+) -> list[Verdict]:
+    """Every verdict of a random run; ``not_found`` are the jobs that must end ``failed``;
+    ``tolerance`` is the run's calibrated one."""
     expected = {job_id: "failed" for job_id in not_found}
+    permanent = set(not_found)
     return [
         *baseline(
             history,
@@ -60,6 +81,13 @@ def random_checks(history: History, profile: Profile, *, not_found: Sequence[int
         check_attempt_count(
             history,
             max_attempts=profile.max_retries,
-            jobs=[j for j in acknowledged_ids(history) if j not in set(not_found)],
+            jobs=[j for j in acknowledged_ids(history) if j not in permanent],
+        ),
+        check_retry_decisions(
+            history,
+            base_delay=profile.retry_base_delay,
+            max_delay=profile.retry_max_delay,
+            tolerance=tolerance,
+            jobs=[j for j in judged_jobs(history) if j not in permanent],
         ),
     ]

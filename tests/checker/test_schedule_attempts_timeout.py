@@ -384,3 +384,33 @@ def test_schedule_property_right_passes_every_wrong_shape_fails(
         history(SCHEDULES[wrong]).build(), base_delay=base, max_delay=cap, tolerance=tol
     )
     assert bad.status == FAIL, wrong
+
+
+def test_attempt_count_allows_another_run_only_after_an_interrupted_last_run() -> None:
+    # Run 5 of 5 is interrupted (its worker aborted it, or it stalled): the interruption is not
+    # the job's failure, so a sixth run is allowed; a sixth run after run 5 failed by itself
+    # (an off-by-one) is not.
+    def six_runs(fifth: str) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        for k in range(4):
+            b.run(1, k, k + 0.1, "retry", retry_in=0.5)
+        if fifth == "aborted":
+            b.run(1, 4.0, 4.1, "retry", retry_in=0.0)
+            b.observe("run_aborted", {"job_id": 1, "run": 5, "worker": "w1"}, 4.1)
+        elif fifth == "stalled":
+            b.run(1, 4.0, 4.1, "retry", recovered=True)
+        else:
+            b.run(1, 4.0, 4.1, "retry", retry_in=0.5)
+        b.run(1, 5.0, 5.1, "failed")
+        return b
+
+    for fifth in ("aborted", "stalled"):
+        v = check_attempt_count(six_runs(fifth).build(), max_attempts=5)
+        assert v.status == PASS, (fifth, v.evidence)
+    v = check_attempt_count(six_runs("by itself").build(), max_attempts=5)
+    assert v.status == FAIL
+    assert (
+        "ran 6 times" in v.evidence[0]
+        and "run 5 ended deferred_for_retry by itself" in (v.evidence[0])
+    )

@@ -136,3 +136,30 @@ def test_collect_run_workers_reads_each_workers_log(tmp_path: Path) -> None:
     history.add(JobEvent(id=2, job_id=7, type="deferred_for_retry", at=2.0))
     history.add(JobEvent(id=3, job_id=7, type="started", at=3.0))
     assert [r.worker for r in runs_by_job(history)[7]] == ["w1", "w2"]
+
+
+def test_collect_run_workers_reads_the_runs_a_worker_aborted(tmp_path: Path) -> None:
+    # Procrastinate's own lines: a run aborted by a lost session (or a shutdown past
+    # WORKER_TIMEOUT) and re-queued, and a run that failed by itself
+    log = tmp_path / "w3.log"
+    log.write_text(
+        "2026-12-02 17:35:05,268 INFO system.tasks: Job 81: Fetching joke (attempt 4/5)\n"
+        "2026-12-02 17:35:05,282 INFO procrastinate.worker: Job fetch_and_cache_joke[81]"
+        "(category='career') ended with status: Error, to retry, lasted 0.014 s\n"
+        "2026-12-02 17:35:10,437 INFO system.tasks: Job 81: Fetching joke (attempt 5/5)\n"
+        "2026-12-02 17:35:11,930 INFO procrastinate.worker: Job fetch_and_cache_joke[81]"
+        "(category='career') ended with status: Aborted, to retry, lasted 1.494 s\n"
+        "2026-12-02 17:35:12,000 INFO procrastinate.worker: Job fetch_and_cache_joke[99]"
+        "() ended with status: Aborted, to retry, lasted 1.0 s\n"  # never seen starting here
+    )
+    obs = collect_run_workers({"w3": log})
+    aborted = [o.value for o in obs if o.name == "run_aborted"]
+    assert aborted == [{"job_id": 81, "run": 5, "worker": "w3"}]
+
+    history = History(obs)
+    events = ["started", "deferred_for_retry"] * 5 + ["started"]
+    for i, kind in enumerate(events, 1):
+        history.add(JobEvent(id=i, job_id=81, type=kind, at=float(i)))
+    runs = runs_by_job(history)[81]
+    assert [r.aborted for r in runs] == [False, False, False, False, True, False]
+    assert runs[4].interrupted and not runs[4].scheduled_retry
