@@ -33,7 +33,7 @@ import psycopg
 import psycopg_pool
 from procrastinate import App, manager
 from procrastinate.connector import BaseConnector
-from procrastinate.jobs import Job, Notification
+from procrastinate.jobs import Job, Notification, Status
 
 from system import db
 
@@ -70,8 +70,53 @@ SELECT id, queue_name, EXTRACT(EPOCH FROM scheduled_at - clock_timestamp())::flo
 """
 
 
+class WorkerGone(RuntimeError):
+    """This worker's row is gone (pruned as stalled by another worker): its session must end
+    before it fetches another job, or that job would look stalled while it runs."""
+
+
+#: A run's outcome is written only while the job is still in that run: ``doing`` and at the
+#: attempt count the run was fetched with (every run ends by adding 1 or by a final status).
+#: The row is locked in a CTE of its own: locked in the same query level as the function that
+#: updates it, the row would count as modified by this very statement and be skipped.
+_STILL_THIS_RUN = """
+WITH run AS (
+    SELECT id FROM procrastinate_jobs
+     WHERE id = %(job_id)s AND status = 'doing' AND attempts = %(attempts)s
+       FOR UPDATE
+)
+"""
+_FENCED_RETRY = (
+    _STILL_THIS_RUN + "SELECT procrastinate_retry_job_v2(id, %(retry_at)s, %(new_priority)s, "
+    "%(new_queue_name)s, %(new_lock)s) IS NULL AS done FROM run"
+)
+_FENCED_FINISH = (
+    _STILL_THIS_RUN
+    + "SELECT procrastinate_finish_job_v1(id, %(status)s, %(delete_job)s) IS NULL AS done FROM run"
+)
+_BEAT_SQL = """
+WITH beat AS (
+    UPDATE procrastinate_workers SET last_heartbeat = now() WHERE id = %(worker_id)s RETURNING id
+)
+SELECT count(*) AS found FROM beat
+"""
+
+
 class RetryAwareJobManager(manager.JobManager):
-    """Procrastinate's job manager, telling ``retry_listeners`` about each stored retry.
+    """Procrastinate's job manager, telling ``retry_listeners`` about each stored retry, with
+    two guards Procrastinate lacks:
+
+    - **Fenced outcomes.** A run's retry or final status is written only if the job is still
+      in that run. Procrastinate's own ``retry_job`` also accepts a ``failed`` job: a worker
+      whose write was held up (its session lost, then back) re-queued a job that a stalled
+      recovery had meanwhile given to another worker, which had failed it for good, and the
+      job ran again. A stale outcome is logged and dropped.
+    - **Heartbeat before fetch** (:attr:`beat_on_fetch`). When the database comes back after
+      an outage longer than the stall threshold, every heartbeat is stale: a job fetched before
+      this worker's next beat had its worker row pruned under it by another worker, looked
+      stalled while it ran, and ran twice. The fetch beats first, and a worker whose row is
+      gone raises :class:`WorkerGone` instead of fetching (a heartbeat too). Off for the
+      ``no-watchdog`` defect, which keeps Procrastinate's heartbeat as it is.
 
     It also tells when its LISTEN connection works (:attr:`listening`, see :meth:`probe`):
     Procrastinate starts listening beside its first fetch and says nothing when it is done, so
@@ -80,6 +125,7 @@ class RetryAwareJobManager(manager.JobManager):
 
     def __init__(self, connector: BaseConnector) -> None:
         super().__init__(connector)
+        self.beat_on_fetch = True
         self.retry_listeners: list[RetryListener] = []
         #: set once this manager's LISTEN connection has received its own probe
         self.listening = asyncio.Event()
@@ -112,6 +158,16 @@ class RetryAwareJobManager(manager.JobManager):
         payload = {"type": "job_inserted", "job_id": None, _PROBE_KEY: self._probe_token}
         return channel, json.dumps(payload)
 
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
+        if self.beat_on_fetch:
+            await self.update_heartbeat(worker_id)
+        return await super().fetch_job(queues, worker_id)
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        row = await self.connector.execute_query_one_async(query=_BEAT_SQL, worker_id=worker_id)
+        if not row["found"] and self.beat_on_fetch:  # (without it: Procrastinate's silence)
+            raise WorkerGone(f"worker row {worker_id} is gone (pruned as stalled)")
+
     async def retry_job(
         self,
         job: Job,
@@ -121,10 +177,43 @@ class RetryAwareJobManager(manager.JobManager):
         lock: str | None = None,
     ) -> None:
         at = retry_at or datetime.datetime.now(datetime.UTC)
-        await super().retry_job(job, retry_at=at, priority=priority, queue=queue, lock=lock)
         assert job.id is not None
+        rows = await self.connector.execute_query_all_async(
+            query=_FENCED_RETRY,
+            job_id=job.id,
+            attempts=job.attempts,
+            retry_at=at,
+            new_priority=priority,
+            new_queue_name=queue,
+            new_lock=lock,
+        )
+        if not rows:
+            _dropped(job, "retry")
+            return
         for listener in list(self.retry_listeners):
             listener(job.id, queue or job.queue, at)
+
+    async def finish_job(self, job: Job, status: Status, delete_job: bool) -> None:
+        assert job.id is not None
+        rows = await self.connector.execute_query_all_async(
+            query=_FENCED_FINISH,
+            job_id=job.id,
+            attempts=job.attempts,
+            status=status.value,
+            delete_job=delete_job,
+        )
+        if not rows:
+            _dropped(job, status.value)
+
+
+def _dropped(job: Job, outcome: str) -> None:
+    logger.warning(
+        "Job %s: the outcome (%s) of its run %d was not written: the job moved on without it "
+        "(a stalled recovery re-queued it, and another run took over)",
+        job.id,
+        outcome,
+        job.attempts + 1,
+    )
 
 
 def bind_connector(app: App, connector: BaseConnector) -> App:

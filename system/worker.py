@@ -247,6 +247,8 @@ class Supervisor:
         run_task: asyncio.Task[None] | None = None
         try:
             app = self.app_factory(settings, PsycopgConnector())
+            if isinstance(app.job_manager, RetryAwareJobManager):
+                app.job_manager.beat_on_fetch = watched
             await app.open_async(pool=pool)
             if not await app.check_connection_async():
                 return f"Procrastinate's tables are missing: run `{self.migrate_command}`"
