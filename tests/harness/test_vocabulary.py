@@ -50,6 +50,7 @@ def test_every_check_names_its_verdict_from_the_vocabulary() -> None:
         checker.check_job_effects(h),
         checker.check_justified_reruns(h),
         checker.check_retry_schedule(h, base_delay=0.1, max_delay=0.8, tolerance=0.02),
+        checker.check_retry_decisions(h, base_delay=0.1, max_delay=0.8, tolerance=0.02),
         checker.check_attempt_count(h, max_attempts=5),
         checker.check_job_timeout(h, job_timeout=1.0, tolerance=0.1, max_attempts=5),
         checker.check_recovery_latency(h, budget=1.0),
