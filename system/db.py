@@ -360,6 +360,7 @@ async def stored_effect(pool: psycopg_pool.AsyncConnectionPool, job_id: int) -> 
     return None if row is None else str(row[0])
 
 
+_HAS_EFFECTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
 _STORED_EFFECT = f"SELECT joke_id FROM {JOB_EFFECTS_TABLE} WHERE job_id = %(job_id)s"
 
 #: What :func:`recover_stalled_job` did with a stalled run.
@@ -410,7 +411,12 @@ async def recover_stalled_job(
         if await cur.fetchone() is None:
             return None
         outcome: Recovery = "retried"
-        effect = await (await conn.execute(_STORED_EFFECT, {"job_id": job_id})).fetchone()
+        # a user's app adopting this recovery has no job effects table of ours
+        cur = await conn.execute(_HAS_EFFECTS, {"table": JOB_EFFECTS_TABLE})
+        row = await cur.fetchone()
+        effect = None
+        if row is not None and row[0]:
+            effect = await (await conn.execute(_STORED_EFFECT, {"job_id": job_id})).fetchone()
         if effect is not None:
             outcome = "succeeded"
         elif runs_allowed is not None and attempts + 1 >= runs_allowed:

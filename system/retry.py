@@ -98,12 +98,12 @@ def runs_allowed(strategy: BaseRetryStrategy | None) -> int | None:
     """How many runs a job of a task with ``strategy`` may have; None: no bound known.
 
     Ours counts runs (:attr:`ExponentialBackoffStrategy.runs`); Procrastinate's
-    ``RetryStrategy(max_attempts=n)`` allows n+1; a task without one runs once.
+    ``RetryStrategy(max_attempts=n)`` allows n+1. A task without one states no bound: its
+    failures are not retried, but an interrupted run is (as Procrastinate's own recipe for
+    stalled jobs does), so None.
     """
     if isinstance(strategy, ExponentialBackoffStrategy):
         return strategy.runs
-    if strategy is None:
-        return 1
     if isinstance(strategy, RetryStrategy):
         return None if strategy.max_attempts is None else strategy.max_attempts + 1
     return None

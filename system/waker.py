@@ -33,7 +33,9 @@ import psycopg
 import psycopg_pool
 from procrastinate import App, manager
 from procrastinate.connector import BaseConnector
+from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Job, Notification, Status
+from procrastinate.testing import InMemoryConnector
 
 from system import db
 
@@ -48,6 +50,9 @@ _WAKER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+#: A failed heartbeat before a fetch: no fetch, and the watchdog decides about the session.
+_FETCH_BEAT_ERRORS: tuple[type[BaseException], ...] = (*_WAKER_ERRORS, ConnectorException)
 
 #: A wake-up can be used up by a fetch that began just before the retry was due (Procrastinate
 #: clears its wake-up flag after every fetch): the job would then wait for the next poll. So a
@@ -158,12 +163,28 @@ class RetryAwareJobManager(manager.JobManager):
         payload = {"type": "job_inserted", "job_id": None, _PROBE_KEY: self._probe_token}
         return channel, json.dumps(payload)
 
+    @property
+    def _guarded(self) -> bool:
+        # Procrastinate's in-memory connector (unit tests) knows its own queries only
+        return not isinstance(self.connector, InMemoryConnector)
+
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
-        if self.beat_on_fetch:
-            await self.update_heartbeat(worker_id)
+        if self.beat_on_fetch and self._guarded:
+            try:
+                await self.update_heartbeat(worker_id)
+            except WorkerGone:
+                raise
+            except _FETCH_BEAT_ERRORS as exc:
+                # no fetch on a stale heartbeat; whether the session is lost is the watchdog's
+                # call (its own beat fails the same way)
+                logger.warning("no fetch: the heartbeat before it failed (%s)", exc)
+                return None
         return await super().fetch_job(queues, worker_id)
 
     async def update_heartbeat(self, worker_id: int) -> None:
+        if not self._guarded:
+            await super().update_heartbeat(worker_id)
+            return
         row = await self.connector.execute_query_one_async(query=_BEAT_SQL, worker_id=worker_id)
         if not row["found"] and self.beat_on_fetch:  # (without it: Procrastinate's silence)
             raise WorkerGone(f"worker row {worker_id} is gone (pruned as stalled)")
@@ -178,15 +199,19 @@ class RetryAwareJobManager(manager.JobManager):
     ) -> None:
         at = retry_at or datetime.datetime.now(datetime.UTC)
         assert job.id is not None
-        rows = await self.connector.execute_query_all_async(
-            query=_FENCED_RETRY,
-            job_id=job.id,
-            attempts=job.attempts,
-            retry_at=at,
-            new_priority=priority,
-            new_queue_name=queue,
-            new_lock=lock,
-        )
+        if not self._guarded:
+            await super().retry_job(job, retry_at=at, priority=priority, queue=queue, lock=lock)
+            rows: list[dict[str, Any]] = [{"done": True}]
+        else:
+            rows = await self.connector.execute_query_all_async(
+                query=_FENCED_RETRY,
+                job_id=job.id,
+                attempts=job.attempts,
+                retry_at=at,
+                new_priority=priority,
+                new_queue_name=queue,
+                new_lock=lock,
+            )
         if not rows:
             _dropped(job, "retry")
             return
@@ -195,6 +220,9 @@ class RetryAwareJobManager(manager.JobManager):
 
     async def finish_job(self, job: Job, status: Status, delete_job: bool) -> None:
         assert job.id is not None
+        if not self._guarded:
+            await super().finish_job(job, status, delete_job)
+            return
         rows = await self.connector.execute_query_all_async(
             query=_FENCED_FINISH,
             job_id=job.id,

@@ -100,4 +100,4 @@ def test_runs_allowed_counts_runs_whatever_the_strategy() -> None:
     assert runs_allowed(ExponentialBackoffStrategy(5, 1.0, 2.0)) == 5
     assert runs_allowed(RetryStrategy(max_attempts=5)) == 6  # Procrastinate's: 5 retries
     assert runs_allowed(RetryStrategy()) is None  # retries for ever
-    assert runs_allowed(None) == 1
+    assert runs_allowed(None) is None  # no bound stated: an interrupted run is retried
