@@ -51,6 +51,15 @@ FETCH_LOG = re.compile(
     r"Job (?P<job_id>\d+): Fetching joke \(attempt (?P<run>\d+)/(?P<of>\d+)\)",
     re.MULTILINE,
 )
+#: The task's own line when a run fails and will be retried: written just before the retry
+#: strategy decides, so its time stamp is the decision's (the write of the retry may come much
+#: later on a loaded machine or a slow database).
+FAILED_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"Job (?P<job_id>\d+): (?:attempt (?P<run>\d+) failed|API timeout on attempt (?P<trun>\d+))"
+    r".*, will retry$",
+    re.MULTILINE,
+)
 #: Procrastinate's line for a run its worker aborted (shutdown past WORKER_TIMEOUT, or a lost
 #: database session) and re-queued: ``Job <task>[<id>](...) ended with status: Aborted, to retry``.
 ABORTED_LOG = re.compile(
@@ -149,10 +158,11 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     """Which worker ran which run, and which runs it aborted, from each worker's log (worker
     name -> log path): one ``run_worker`` observation ``{"job_id": N, "run": k, "worker":
     name}`` per line ``Job N: Fetching joke (attempt k/m)`` (k is the run's ordinal among the
-    job's ``started`` events), and one ``run_aborted`` observation (same value) per
-    Procrastinate line saying that job's run ended ``Aborted, to retry`` (the run is that
-    job's last one started in the same log). ``t`` is the line's time stamp (the log's local
-    time), or the file's modification time when the line has none. A missing log gives
+    job's ``started`` events), one ``run_aborted`` observation (same value) per Procrastinate
+    line saying that job's run ended ``Aborted, to retry`` (the run is that job's last one
+    started in the same log), and one ``run_failed`` per task line saying a run failed and
+    will be retried (its time is the retry decision's). ``t`` is the line's time stamp (the
+    log's local time), or the file's modification time when the line has none. A missing log gives
     nothing."""
     found: list[Observation] = []
     for name, path in logs.items():
@@ -163,6 +173,7 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
         fallback = path.stat().st_mtime
         matches = [(m.start(), ObservationName.RUN_WORKER, m) for m in FETCH_LOG.finditer(text)]
         matches += [(m.start(), ObservationName.RUN_ABORTED, m) for m in ABORTED_LOG.finditer(text)]
+        matches += [(m.start(), ObservationName.RUN_FAILED, m) for m in FAILED_LOG.finditer(text)]
         last_run: dict[int, int] = {}
         for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
             stamp = match.group("asctime")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import httpx
@@ -144,6 +145,8 @@ def test_collect_run_workers_reads_the_runs_a_worker_aborted(tmp_path: Path) -> 
     log = tmp_path / "w3.log"
     log.write_text(
         "2026-12-02 17:35:05,268 INFO system.tasks: Job 81: Fetching joke (attempt 4/5)\n"
+        "2026-12-02 17:35:05,281 WARNING system.tasks: Job 81: attempt 4 failed "
+        "(ConnectError: All connection attempts failed), will retry\n"
         "2026-12-02 17:35:05,282 INFO procrastinate.worker: Job fetch_and_cache_joke[81]"
         "(category='career') ended with status: Error, to retry, lasted 0.014 s\n"
         "2026-12-02 17:35:10,437 INFO system.tasks: Job 81: Fetching joke (attempt 5/5)\n"
@@ -155,6 +158,9 @@ def test_collect_run_workers_reads_the_runs_a_worker_aborted(tmp_path: Path) -> 
     obs = collect_run_workers({"w3": log})
     aborted = [o.value for o in obs if o.name == "run_aborted"]
     assert aborted == [{"job_id": 81, "run": 5, "worker": "w3"}]
+    [failed] = [o for o in obs if o.name == "run_failed"]
+    assert failed.value == {"job_id": 81, "run": 4, "worker": "w3"}
+    assert failed.t == dt.datetime(2026, 12, 2, 17, 35, 5, 281000).timestamp()  # the decision
 
     history = History(obs)
     events = ["started", "deferred_for_retry"] * 5 + ["started"]
