@@ -155,6 +155,9 @@ def summary_lines(built: Built) -> list[str]:
     m = doc["mutations"]
     if m["total"]:
         line += f"; defects caught {m['caught']}/{m['total']}"
+    known = doc.get("known_failures") or {}
+    if known.get("total"):
+        line += f"; known failures still failing {known['still_failing']}/{known['total']}"
     lines = [line]
     t = doc["totals"]
     if t["acknowledged"] is not None:
@@ -165,6 +168,12 @@ def summary_lines(built: Built) -> list[str]:
     for x in doc.get("skipped") or []:
         lines.append(f"  skipped {x.get('scenario')}: {x.get('reason')}")
     for s in doc["scenarios"]:
+        # a target's known failure: a guarantee its app breaks, each with its evidence
+        if results.is_known_failure(s) and s["outcome"] == "caught":
+            for v in s["invariants"]:
+                if v["status"] == "fail":
+                    text = f"{v['name']}: {str(v['summary']).splitlines()[0]}"
+                    lines.append(f"  known   {s['scenario']}: {text[:140]}")
         if s["outcome"] in ("fail", "missed", "unknown"):
             failed = [v["name"] for v in s["invariants"] if v["status"] != "pass"]
             why = s["error"] or s.get("miss_reason") or ", ".join(failed) or "no verdict"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.report.results import verdict_of
+from harness.report.results import is_defect_run, verdict_of
 
 MAX_IDS = 8
 
@@ -405,7 +405,7 @@ def _evidence(claim: Claim, scenario: Mapping[str, Any], invariant: str | None) 
 
 def evaluate(scenarios: Sequence[Mapping[str, Any]]) -> list[Json]:
     """Each claim with its evidence from this run and its status (see the module's rule)."""
-    real = {s["scenario"]: s for s in scenarios if s.get("expected_verdict") != "fail"}
+    real = {s["scenario"]: s for s in scenarios if not is_defect_run(s)}
     declared: dict[str, list[str]] = {}
     for s in real.values():
         for key in s.get("claims") or []:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -23,21 +23,26 @@ MAX_ERROR = 2000
 
 
 def targets_scenarios(config: pytest.Config) -> bool:
-    """Whether a command-line path is, contains or lies inside ``<rootdir>/scenarios``."""
+    """Whether a command-line path is, contains or lies inside ``<rootdir>/scenarios``, or is
+    (or lies in) another ``scenarios`` folder such as the generic ones of ``--target``."""
     scenarios = (config.rootpath / SCENARIOS_DIR).resolve()
     base = config.invocation_params.dir
     for arg in config.args:
         path = (base / arg.split("::", 1)[0]).resolve()
         if path == scenarios or scenarios in path.parents or path in scenarios.parents:
             return True
+        if SCENARIOS_DIR in (path.name, path.parent.name):  # e.g. harness/target/scenarios
+            return True
     return False
 
 
 def scenario_test(nodeid: str) -> tuple[str, str] | None:
     """``scenarios/test_worker_crash.py::test_x[p]`` -> ``("worker_crash", "x")``; ``None``
-    outside ``scenarios/``. By convention a scenario test is named ``test_<scenario>``."""
+    outside a ``scenarios`` folder: the repository's own ones, or the generic scenarios run
+    against a user's app (``harness/target/scenarios/``, also from an installed package).
+    By convention a scenario test is named ``test_<scenario>``."""
     path, _, rest = nodeid.partition("::")
-    if not path.startswith(f"{SCENARIOS_DIR}/"):
+    if PurePosixPath(path).parent.name != SCENARIOS_DIR:
         return None
     module = Path(path).stem.removeprefix("test_")
     test = rest.split("::")[-1].split("[", 1)[0].removeprefix("test_") if rest else module

@@ -27,7 +27,7 @@ from harness.report.markup import (
     slug,
     table,
 )
-from harness.report.results import ACCOUNTING_COUNTS
+from harness.report.results import ACCOUNTING_COUNTS, is_defect_run, is_known_failure
 from harness.report.section import Logs, scenario_section
 from harness.report.style import CSS
 
@@ -65,8 +65,9 @@ def render(
     """The whole page for a results document, the scenarios' histories and process logs."""
     logs = logs or {}
     scenarios: list[Json] = ordered(list(doc.get("scenarios") or []))
-    real = [s for s in scenarios if s.get("expected_verdict") != "fail"]
-    mutations = [s for s in scenarios if s.get("expected_verdict") == "fail"]
+    # a target's known failures are its app's real verdicts: they stay with the scenarios
+    real = [s for s in scenarios if not is_defect_run(s)]
+    mutations = [s for s in scenarios if is_defect_run(s)]
     known = {s["scenario"]: _story_ids(s, histories.get(s["scenario"])) for s in scenarios}
     parts = [
         "<!DOCTYPE html>",
@@ -121,10 +122,19 @@ def _header(
     score = doc.get("mutations") or {"caught": 0, "total": 0, "missed": []}
     claims = doc.get("claims") or []
     n_claims = {k: sum(1 for c in claims if c["status"] == k) for k in MARKS}
-    real = [s for s in scenarios if s.get("expected_verdict") != "fail"]
+    real = [s for s in scenarios if not is_defect_run(s)]
     skipped = doc.get("skipped") or []
-    bad = [s for s in scenarios if s["outcome"] in ("fail", "missed", "unknown")]
-    if verdict == "pass":
+    breaks = [s for s in scenarios if is_known_failure(s) and s["outcome"] == "caught"]
+    bad = breaks + [s for s in scenarios if s["outcome"] in ("fail", "missed", "unknown")]
+    if verdict == "pass" and breaks:
+        # the run is green because it matches the target's declaration, but the app is not
+        # bulletproof: say so first, with each guarantee it breaks below
+        word = "NOT BULLETPROOF"
+        why = (
+            f"{len(breaks)} of {len(real)} scenario(s) break a guarantee of the app, as its "
+            "target declares (known_failures); the others passed every invariant."
+        )
+    elif verdict == "pass":
         why = f"All {len(real)} scenario(s) passed every invariant"
         why += f"; the checker caught all {len(mutations)} defect(s)." if mutations else "."
     elif not scenarios:
@@ -153,8 +163,9 @@ def _header(
             if lost_ids
             else ""
         )
+        mark = badge("fail", "known failure") if s in breaks else badge(s["outcome"])
         items.append(
-            f'<li>{badge(s["outcome"])} <a href="#{scenario_anchor(name)}"><b>{esc(name)}</b></a>: '
+            f'<li>{mark} <a href="#{scenario_anchor(name)}"><b>{esc(name)}</b></a>: '
             f"{link_jobs(str(reason).splitlines()[0][:240], name, known[name])}{lost_html}</li>"
         )
     for x in skipped:
@@ -163,6 +174,7 @@ def _header(
             f"{esc(x.get('reason'))}</li>"
         )
     listing = f"<ul>{''.join(items)}</ul>" if items else ""
+    shown = "fail" if breaks else verdict  # the banner's colour says what the app is
     lost, acked = totals.get("lost"), totals.get("acknowledged")
     dup = totals.get("duplicated_executions")
     dup_by = totals.get("duplicated_executions_by_scenario") or {}
@@ -209,8 +221,8 @@ def _header(
         f'<p class="sub">{fmt_time(run.get("started_at"))} · seed <code>{esc(run.get("seed"))}'
         f"</code> · backend {esc(run.get('backend'))} · profile {esc(run.get('profile'))} · "
         f"commit <code>{esc(str(run.get('git_commit') or '—')[:12])}</code></p>"
-        f'<div class="banner {slug(verdict)}" id="verdict"><span class="word">'
-        f"{badge(verdict, '')} {esc(word)}</span><span>{esc(why)}</span>{listing}"
+        f'<div class="banner {slug(shown)}" id="verdict"><span class="word">'
+        f"{badge(shown, '')} {esc(word)}</span><span>{esc(why)}</span>{listing}"
         f'<div class="stats">{stat_html}</div></div>'
         '<nav><a href="#claims">Claims</a>'
         + ('<a href="#mutations">Mutation score</a>' if mutations else "")

@@ -96,6 +96,26 @@ def miss_reason(entry: Mapping[str, Any]) -> str | None:
     return f"failed only on {', '.join(failed)}; expected {', '.join(wanted)} to fail"
 
 
+def is_defect_run(entry: Mapping[str, Any]) -> bool:
+    """A mutation entry: the system with a deliberate defect switched on, expected to fail."""
+    return entry.get("expected_verdict") == "fail" and bool(entry.get("defect"))
+
+
+def is_known_failure(entry: Mapping[str, Any]) -> bool:
+    """A scenario against a user's app (``--target``) whose ``known_failures`` name invariants
+    the app is known to break: its failures are the app's real ones, not a planted defect."""
+    return entry.get("expected_verdict") == "fail" and not entry.get("defect")
+
+
+def known_failures(scenarios: Iterable[Mapping[str, Any]]) -> Json:
+    """``{still_failing, total, fixed: [scenario]}`` over the known-failure entries: ``fixed``
+    are those whose declared invariants all passed (the app improved: update the target)."""
+    known = [s for s in scenarios if is_known_failure(s)]
+    fixed = [s["scenario"] for s in known if s.get("outcome") == "missed"]
+    still = sum(1 for s in known if s.get("outcome") == "caught")
+    return {"still_failing": still, "total": len(known), "fixed": fixed}
+
+
 def outcome_counts_as(outcome: str) -> str:
     """The outcome's weight in the overall verdict (a caught defect is good news)."""
     return {"caught": "pass", "missed": "fail"}.get(outcome, outcome)
@@ -352,8 +372,8 @@ def counts(scenarios: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 def mutation_score(scenarios: Iterable[Mapping[str, Any]]) -> Json:
     """``{caught, total, missed: [{scenario, defect, expected_failing, failed, reason}]}``
-    over the mutation entries (``expected_verdict`` fail)."""
-    mutations = [s for s in scenarios if s.get("expected_verdict") == "fail"]
+    over the mutation entries (:func:`is_defect_run`)."""
+    mutations = [s for s in scenarios if is_defect_run(s)]
     missed = [
         {
             "scenario": s["scenario"],
@@ -369,10 +389,11 @@ def mutation_score(scenarios: Iterable[Mapping[str, Any]]) -> Json:
 
 
 def run_totals(scenarios: Iterable[Mapping[str, Any]]) -> Json:
-    """Whole-run queue figures over the non-mutation scenarios: acknowledged, lost, duplicated
-    executions and duplicate effects (``None`` when no scenario measured them), with per-scenario
-    counts of lost jobs and duplicated executions."""
-    real = [s for s in scenarios if s.get("expected_verdict") != "fail"]
+    """Whole-run queue figures over the non-mutation scenarios (a target's known failures are
+    its app's real losses, so they count): acknowledged, lost, duplicated executions and
+    duplicate effects (``None`` when no scenario measured them), with per-scenario counts of
+    lost jobs and duplicated executions."""
+    real = [s for s in scenarios if not is_defect_run(s)]
     out: Json = {}
     for key in ("acknowledged", "lost", "duplicated_executions", "duplicate_effects"):
         values = [
@@ -405,6 +426,7 @@ def result_document(run: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]
         "counts": counts(scenarios),
         "totals": run_totals(scenarios),
         "mutations": mutation_score(scenarios),
+        "known_failures": known_failures(scenarios),
         "scenarios": scenarios,
     }
 

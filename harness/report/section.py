@@ -23,7 +23,12 @@ from harness.report.markup import (
     table,
     to_json,
 )
-from harness.report.results import ACCOUNTING_COUNTS, PHASES
+from harness.report.results import (
+    ACCOUNTING_COUNTS,
+    PHASES,
+    is_defect_run,
+    is_known_failure,
+)
 
 Logs = Mapping[str, list[LogLine]]
 MAX_EVIDENCE = 40
@@ -283,7 +288,7 @@ def scenario_section(
     s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int]
 ) -> str:
     name = s["scenario"]
-    mutation = s.get("expected_verdict") == "fail"
+    mutation = is_defect_run(s)
     parts = [
         f'<section class="scenario sc-{slug(s["outcome"])}" id="{scenario_anchor(name)}">',
         f"<h3>{badge(s['outcome'])} {esc(s.get('title') or name)} <code>{esc(name)}</code></h3>",
@@ -295,6 +300,20 @@ def scenario_section(
             f"<p>Mutation run with defect <code>{esc(s.get('defect'))}</code>: must fail "
             f"{esc(wanted)}; failed on the expected ones: {esc(caught)}."
             + (f" <b>{esc(s['miss_reason'])}</b>" if s.get("miss_reason") else "")
+            + "</p>"
+        )
+    elif is_known_failure(s):
+        wanted = ", ".join(s.get("expected_failing") or []) or "none named"
+        parts.append(
+            "<p>The target declares that its app breaks "
+            f"{esc(wanted)} here (<code>known_failures</code>); failed as declared: "
+            f"{esc(', '.join(s.get('caught_by') or []) or 'none')}."
+            + (
+                f" <b>{esc(s['miss_reason'])}</b>: the app no longer breaks it; update the "
+                "target's known_failures."
+                if s.get("miss_reason")
+                else ""
+            )
             + "</p>"
         )
     if s.get("error"):

@@ -89,6 +89,22 @@ def test_single_scenario_run_writes_junit_results_and_html(project: Path) -> Non
     assert "BULLETPROOF" in (reports / "index.html").read_text("utf-8")
 
 
+def test_generic_scenarios_against_a_target_write_the_report_too(project: Path) -> None:
+    # `nox -s chaos -- --target app:target` runs harness/target/scenarios/, not scenarios/:
+    # before, that run wrote result files but neither index.html nor the terminal summary
+    generic = project / "harness" / "target" / "scenarios"
+    generic.mkdir(parents=True)
+    (generic / "test_alpha.py").write_text(textwrap.dedent(ALPHA), "utf-8")
+    done = _pytest(project, "harness/target/scenarios", "--seed", "7")
+    assert done.returncode == 0, done.stdout + done.stderr
+    reports = project / "reports"
+    doc = json.loads((reports / "results.json").read_text("utf-8"))
+    assert [s["scenario"] for s in doc["scenarios"]] == ["worker_crash"]
+    assert (reports / "junit.xml").is_file()
+    assert "bulletproof reliability report" in done.stdout
+    assert f"report: {(reports / 'index.html').resolve()}" in done.stdout
+
+
 def test_failed_scenarios_still_get_a_report_and_stale_results_are_left_out(
     project: Path,
 ) -> None:

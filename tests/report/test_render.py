@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import build
+from harness.report.build import summary_lines
 from harness.report.claims import CLAIMS
 from tests.report import recorded
 from tests.report.htmlparse import ReportParser, parse, table_with
@@ -261,6 +262,7 @@ def test_results_json_has_the_documented_keys(failing: tuple, failing_dir: Path)
         "counts",
         "totals",
         "mutations",
+        "known_failures",
         "scenarios",
         "claims",
         "skipped",
@@ -336,3 +338,40 @@ def test_trends_appear_from_the_second_run_on(tmp_path: Path) -> None:
     assert rows["worker_crash"][1:3] == ["2 of 2", "✓ ✓"]
     assert rows["network_cut"][1:3] == ["0 of 1", "✗"]
     assert built.doc["trends"]["window"] == 2
+
+
+def test_a_target_run_with_known_failures_reads_not_bulletproof(tmp_path: Path) -> None:
+    # the run is green (it matches the target's declaration) but the page must not call the
+    # user's app bulletproof: it leads with each guarantee the app breaks, and the terminal too
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    lost = {"name": "queue_accounting", "status": "fail", "summary": "job 7 lost"}
+    entries = {
+        "app__worker_crash": {
+            "invariants": [lost, {"name": "job_effects", "status": "pass", "summary": "ok"}],
+            "expected_verdict": "fail",
+            "expected_failing": ["queue_accounting"],
+            "accounting": {"acknowledged": 8, "lost": 1, "lost_ids": [7]},
+        },
+        "app__upstream_cut": {
+            "invariants": [{"name": "queue_accounting", "status": "pass", "summary": "ok"}],
+            "accounting": {"acknowledged": 6, "lost": 0},
+        },
+    }
+    for name, entry in entries.items():
+        (results_dir / f"{name}.json").write_text(json.dumps({"scenario": name, **entry}))
+    built = build(tmp_path, run=RUN)
+    html = built.index_html.read_text("utf-8")
+    text = " ".join("".join(parse(html).text).split())
+    assert built.doc["verdict"] == "pass"
+    assert '<div class="banner fail" id="verdict">' in html
+    assert "NOT BULLETPROOF" in text and "1 of 2 scenario(s) break a guarantee" in text
+    assert (
+        '✗ known failure</span> <a href="#s-app__worker_crash"><b>app__worker_crash</b></a>: '
+        "queue_accounting: job "
+    ) in html
+    assert "<b>1 of 14</b>acknowledged jobs lost" in html
+    assert 'id="mutations"' not in html  # no planted defect in this run
+    lines = summary_lines(built)
+    assert lines[0].endswith("known failures still failing 1/1")
+    assert "  known   app__worker_crash: queue_accounting: job 7 lost" in lines

@@ -338,3 +338,26 @@ def test_duplicated_executions_refute_the_claim_wherever_they_happen() -> None:
     assert quiet["status"] == "unknown" and "at-least-once by design" in quiet["figure"]
     nothing = next(c for c in claims.evaluate([]) if c["key"] == "no_duplicate_execution")
     assert nothing["status"] == "untested"
+
+
+def test_a_targets_known_failures_are_its_apps_verdicts_not_planted_defects() -> None:
+    # `--target` scenarios declare what the user's app breaks (known_failures): no defect
+    known = {"expected_verdict": "fail", "expected_failing": ["inv0"]}
+    doc = results.result_document(
+        {},
+        [
+            _scenario(
+                "app__worker_crash", "fail", accounting={"acknowledged": 8, "lost": 1}, **known
+            ),
+            _scenario("app__backoff", "pass", accounting={"acknowledged": 5, "lost": 0}, **known),
+            _scenario("app__upstream_cut", "pass", accounting={"acknowledged": 6, "lost": 0}),
+        ],
+    )
+    assert doc["known_failures"] == {"still_failing": 1, "total": 2, "fixed": ["app__backoff"]}
+    assert doc["mutations"] == {"caught": 0, "total": 0, "missed": []}
+    # the app's losses are real losses of the run
+    assert doc["totals"]["lost"] == 1 and doc["totals"]["acknowledged"] == 19
+    assert doc["totals"]["lost_by_scenario"] == {"app__worker_crash": 1}
+    assert doc["verdict"] == "fail"  # a declared failure that no longer fails is noticed
+    planted = results.result_document({}, [_scenario("x__defect_y", "fail", defect="y", **known)])
+    assert planted["known_failures"]["total"] == 0 and planted["mutations"]["total"] == 1
