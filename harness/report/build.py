@@ -42,6 +42,8 @@ def apply_failures(raw: list[Json], failures: Mapping[str, tuple[str, str]]) -> 
             mine = [r for r in out if r.get("scenario") == stem]
         elif module in names:
             mine = [r for r in out if r.get("scenario") == module]
+        elif targeted := [r for r in out if str(r.get("scenario")).endswith(f"__{stem}")]:
+            mine = targeted  # a --target run's result is named <target>__<scenario>
         else:
             out.append({"scenario": stem, "verdict": "unknown", "error": error})
             names.add(stem)

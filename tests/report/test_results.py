@@ -361,3 +361,11 @@ def test_a_targets_known_failures_are_its_apps_verdicts_not_planted_defects() ->
     assert doc["verdict"] == "fail"  # a declared failure that no longer fails is noticed
     planted = results.result_document({}, [_scenario("x__defect_y", "fail", defect="y", **known)])
     assert planted["known_failures"]["total"] == 0 and planted["mutations"]["total"] == 1
+
+
+def test_a_failed_target_scenario_test_marks_its_result_not_a_new_entry() -> None:
+    # harness/target/scenarios/test_worker_crash.py writes plain_app__worker_crash
+    raw = [{"scenario": "plain_app__worker_crash", "verdict": "pass"}]
+    out = apply_failures(raw, {"worker_crash": ("worker_crash", "AssertionError: late")})
+    assert [r["scenario"] for r in out] == ["plain_app__worker_crash"]
+    assert "AssertionError: late" in out[0]["error"]
