@@ -253,9 +253,10 @@ def scenario(
     request: pytest.FixtureRequest, seed: int, stack_factory: Callable[..., Stack]
 ) -> Iterator[ScenarioFactory]:
     """``scenario(name, title=..., workers=1, defect=None, settings={}, claims=(),
-    expect_failing=())`` -> a context manager yielding a :class:`ScenarioRun` on a started
-    stack; with ``defect`` the run is the mutation ``<name>__defect_<defect>``, expected to
-    fail on one of ``expect_failing``. The stack is closed at teardown."""
+    expect_failing=(), replay=None)`` -> a context manager yielding a :class:`ScenarioRun` on
+    a started stack; with ``defect`` the run is the mutation ``<name>__defect_<defect>``,
+    expected to fail on one of ``expect_failing``; ``replay`` replaces the derived replay
+    command (a random run replays from its schedule file). The stack is closed at teardown."""
     reports_dir = Path(request.config.getoption("--reports-dir"))
     backend = str(request.config.getoption("--backend"))
     profile = str(request.config.getoption("--profile"))
@@ -269,6 +270,7 @@ def scenario(
         settings: dict[str, Any] | None = None,
         claims: Sequence[str] = (),
         expect_failing: Sequence[str] = (),
+        replay: str | None = None,
     ) -> ScenarioBlock:
         if defect is not None:
             if not expect_failing:
@@ -276,9 +278,9 @@ def scenario(
             name, title = mutant_name(name, defect), f"{title}, defect {defect.value}"
 
         def build() -> ScenarioRun:
-            replay = replay_command(name, seed, backend, profile)
-            print(f"scenario {name}: seed={seed} (replay: {replay})")
-            request.node.user_properties.extend([("seed", seed), ("replay", replay)])
+            command = replay or replay_command(name, seed, backend, profile)
+            print(f"scenario {name}: seed={seed} (replay: {command})")
+            request.node.user_properties.extend([("seed", seed), ("replay", command)])
             try:
                 stack = stack_factory(
                     workers=workers,
@@ -318,6 +320,7 @@ def scenario(
                 claims=claims,
                 defect=defect,
                 expect_failing=expect_failing,
+                replay=command,
             )
 
         return ScenarioBlock(build)

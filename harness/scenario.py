@@ -77,8 +77,10 @@ class ScenarioRun(Watch):
         defect: Defect | None = None,
         expect_failing: Sequence[str] = (),
         calibrator: Callable[[ScenarioRun], Calibration] | None = None,
+        replay: str | None = None,
     ) -> None:
         self.name = name
+        self._replay = replay
         self.title = title
         self.seed = seed
         self.stack = stack
@@ -184,8 +186,8 @@ class ScenarioRun(Watch):
             self.writer.write(record)
 
     def replay(self) -> str:
-        """The command that runs this scenario again with the same seed."""
-        return replay_command(self.name, self.seed, self.backend, self.profile.name)
+        """The command that runs this scenario again with the same seed (or the one given)."""
+        return self._replay or replay_command(self.name, self.seed, self.backend, self.profile.name)
 
     def _record_processes(self) -> None:
         """One ``process_status`` observation per SUT process: is it still running, and did

@@ -7,7 +7,6 @@ commands. See :mod:`harness.randomized`.
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from harness.randomized.checks import (
 from harness.randomized.executor import Executor
 from harness.randomized.generator import generate
 from harness.randomized.plugin import parse_duration
-from harness.randomized.schedule import Schedule
+from harness.randomized.schedule import Schedule, replay_command
 from harness.randomized.shrink import shrink
 from harness.scenario import ScenarioFactory
 from system.defects import Defect
@@ -51,14 +50,23 @@ def run_schedule(
     profile: str,
     defect: Defect | None = None,
     trial: bool = False,
+    replay: str | None = None,
 ) -> dict[str, Any]:
     """One run of ``schedule`` on a fresh stack (``profile``: the run's profile name, with
-    :func:`random_settings` over it); returns its result (verdicts included)."""
+    :func:`random_settings` over it; ``replay``: the command the report shows, replaying the
+    saved schedule); returns its result (verdicts included)."""
     broken: dict[str, Any] = (
         {} if defect is None else {"defect": defect, "expect_failing": INVARIANTS}
     )
     settings = random_settings(get_profile(profile))
-    with scenario(name, title=TITLE, workers=schedule.workers, settings=settings, **broken) as sc:
+    with scenario(
+        name,
+        title=TITLE,
+        workers=schedule.workers,
+        settings=settings,
+        replay=replay,
+        **broken,
+    ) as sc:
         if trial:  # a shrinking step is evidence for the shrink, not a scenario of the report
             sc.result_path = sc.reports_dir / "shrink-trials" / sc.result_path.name
         try:
@@ -96,8 +104,8 @@ def _failed(result: dict[str, Any]) -> set[str]:
     return {i["name"] for i in result.get("invariants", []) if i.get("status") == "fail"}
 
 
-def _replay(path: Path) -> str:
-    return shlex.join(["pytest", "scenarios/test_random.py", "--schedule", str(path)])
+def _replay(path: Path, defect: Defect | None = None, profile: str = "fast") -> str:
+    return replay_command(path, defect.value if defect else None, profile)
 
 
 def _schedule_for(config: pytest.Config, seed: int, index: int) -> Schedule:
@@ -118,16 +126,13 @@ def test_random_run(
     name = f"random_{schedule.seed}"
     schedules = Path(pytestconfig.getoption("--reports-dir")) / "schedules"
     original = schedule.save(schedules / f"{name}.json")
-    print(f"random run {name}: {len(schedule.faults)} faults, replay: {_replay(original)}")
     raw_defect = pytestconfig.getoption("--random-defect")
     defect = Defect(raw_defect) if raw_defect else None
+    profile = pytestconfig.getoption("--profile")
+    replay = _replay(original, defect, profile)
+    print(f"random run {name}: {len(schedule.faults)} faults, replay: {replay}")
     result = run_schedule(
-        scenario,
-        schedule,
-        name,
-        judge=False,
-        profile=pytestconfig.getoption("--profile"),
-        defect=defect,
+        scenario, schedule, name, judge=False, profile=profile, defect=defect, replay=replay
     )
     executed = next(i for i in result["invariants"] if i["name"] == "schedule")
     if executed["status"] != "pass":
@@ -139,7 +144,7 @@ def test_random_run(
         assert result["verdict"] == "pass", f"{name}: verdict {result['verdict']}"
         return
     budget = parse_duration(pytestconfig.getoption("--shrink-budget"))
-    lines = [f"{name} failed {', '.join(sorted(failed))}; replay: {_replay(original)}"]
+    lines = [f"{name} failed {', '.join(sorted(failed))}; replay: {replay}"]
     if budget > 0:
         trials = iter(range(1, 10_000))
 
@@ -164,12 +169,16 @@ def test_random_run(
         )
         _annotate(
             Path(pytestconfig.getoption("--reports-dir")) / str(result["history"]),
-            {"schedule": shrunk.minimal.to_dict(), "replay": _replay(minimal), "summary": summary},
+            {
+                "schedule": shrunk.minimal.to_dict(),
+                "replay": _replay(minimal, defect, profile),
+                "summary": summary,
+            },
         )
         lines.append(
             f"shrunk to {len(shrunk.minimal.faults)} faults, {shrunk.minimal.workload.jobs} jobs,"
             f" {shrunk.minimal.workers} workers in {len(shrunk.trials)} trials ({shrunk.stopped});"
-            f" replay: {_replay(minimal)}"
+            f" replay: {_replay(minimal, defect, profile)}"
         )
         lines += [
             f"  {f.start:6.2f}s +{f.duration:.2f}s  {f.fault} {f.target}"
@@ -193,9 +202,17 @@ def test_soak(scenario: ScenarioFactory, seed: int, pytestconfig: pytest.Config)
             seed * 1000 + index, workers=workers, faults=pytestconfig.getoption("--random-faults")
         )
         name = f"soak_{schedule.seed}"
-        schedule.save(Path(pytestconfig.getoption("--reports-dir")) / "schedules" / f"{name}.json")
+        saved = schedule.save(
+            Path(pytestconfig.getoption("--reports-dir")) / "schedules" / f"{name}.json"
+        )
+        profile = pytestconfig.getoption("--profile")
         result = run_schedule(
-            scenario, schedule, name, judge=False, profile=pytestconfig.getoption("--profile")
+            scenario,
+            schedule,
+            name,
+            judge=False,
+            profile=profile,
+            replay=_replay(saved, profile=profile),
         )
         runs.append((name, str(result["verdict"]), len(schedule.faults)))
         index += 1

@@ -8,6 +8,7 @@ that file (``--schedule FILE``) or from the seed it was generated with.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -156,3 +157,13 @@ class Schedule:
             return cls.from_dict(data)
         except ScheduleError as exc:
             raise ScheduleError(f"{path}: {exc}") from None
+
+
+def replay_command(path: Path, defect: str | None = None, profile: str = "fast") -> str:
+    """The command that replays the schedule saved at ``path`` exactly (the report shows it):
+    ``pytest scenarios/test_random.py --schedule <file>``, with the defect and the profile the
+    run had (the schedule file holds everything else: workers, workload, faults)."""
+    parts = ["pytest", "scenarios/test_random.py", "--schedule", str(path)]
+    parts += ["--random-defect", defect] if defect else []
+    parts += ["--profile", profile] if profile != "fast" else []
+    return shlex.join(parts)

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.randomized.generator import generate
-from harness.randomized.schedule import FaultStep, Schedule, ScheduleError, Workload
+from harness.randomized.schedule import (
+    FaultStep,
+    Schedule,
+    ScheduleError,
+    Workload,
+    replay_command,
+)
 from harness.randomized.shrink import MIN_DURATION, shrink
 
 
@@ -112,3 +118,14 @@ def test_a_failure_that_needs_no_fault_shrinks_to_none() -> None:
         generate(2, faults=4), _fails_when(lambda s: True, clock), budget=3600, clock=clock
     )
     assert result.minimal.faults == ()
+
+
+def test_the_replay_command_names_the_schedule_file_and_the_runs_defect_and_profile() -> None:
+    # the report used to show `pytest scenarios/test_random_<seed>.py -k ...`: no such file
+    path = Path("reports/schedules/random_7000.json")
+    assert replay_command(path) == (
+        "pytest scenarios/test_random.py --schedule reports/schedules/random_7000.json"
+    )
+    assert replay_command(path, "no-timeout", "production").endswith(
+        "random_7000.json --random-defect no-timeout --profile production"
+    )
