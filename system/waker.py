@@ -22,6 +22,7 @@ It learns about retries two ways:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -99,6 +100,28 @@ _FENCED_FINISH = (
     _STILL_THIS_RUN
     + "SELECT procrastinate_finish_job_v1(id, %(status)s, %(delete_job)s) IS NULL AS done FROM run"
 )
+#: An outcome write that failed on the database is tried again after these waits (doubling,
+#: capped): a run that ended while its session's connection was reset must not be left
+#: ``doing`` under a worker that lives on and beats, which no stalled recovery would ever take.
+OUTCOME_RETRY_FIRST = 0.05
+OUTCOME_RETRY_MAX = 0.5
+
+#: What a lost or reset connection raises (Procrastinate wraps it in a ConnectorException). A
+#: closed pool is not among them: its session is ending, and the stalled recovery takes over.
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    OSError,
+    TimeoutError,
+)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, ConnectorException) else exc
+    return isinstance(cause, _CONNECTION_LOST) and not isinstance(cause, psycopg_pool.PoolClosed)
+
+
 _BEAT_SQL = """
 WITH beat AS (
     UPDATE procrastinate_workers SET last_heartbeat = now() WHERE id = %(worker_id)s RETURNING id
@@ -131,6 +154,16 @@ class RetryAwareJobManager(manager.JobManager):
     def __init__(self, connector: BaseConnector) -> None:
         super().__init__(connector)
         self.beat_on_fetch = True
+        #: how long a failed outcome write is tried again before the session is given up
+        #: (the supervisor sets WORKER_TIMEOUT: a stopping worker waits no longer than that)
+        self.outcome_retry_for = 5.0
+        #: set when an outcome could not be written in time: the job is left ``doing`` under
+        #: this session's worker row, so the session must end (its watchdog reads this) for the
+        #: stalled recovery to take the job
+        self.outcome_lost: str | None = None
+        #: set by the supervisor when it stops this session: a failing outcome write gives up
+        #: at once instead of holding the stop up (the stalled recovery takes the job)
+        self.give_up = asyncio.Event()
         self.retry_listeners: list[RetryListener] = []
         #: set once this manager's LISTEN connection has received its own probe
         self.listening = asyncio.Event()
@@ -203,7 +236,9 @@ class RetryAwareJobManager(manager.JobManager):
             await super().retry_job(job, retry_at=at, priority=priority, queue=queue, lock=lock)
             rows: list[dict[str, Any]] = [{"done": True}]
         else:
-            rows = await self.connector.execute_query_all_async(
+            rows = await self._write_outcome(
+                job,
+                "retry",
                 query=_FENCED_RETRY,
                 job_id=job.id,
                 attempts=job.attempts,
@@ -223,7 +258,9 @@ class RetryAwareJobManager(manager.JobManager):
         if not self._guarded:
             await super().finish_job(job, status, delete_job)
             return
-        rows = await self.connector.execute_query_all_async(
+        rows = await self._write_outcome(
+            job,
+            status.value,
             query=_FENCED_FINISH,
             job_id=job.id,
             attempts=job.attempts,
@@ -232,6 +269,56 @@ class RetryAwareJobManager(manager.JobManager):
         )
         if not rows:
             _dropped(job, status.value)
+
+    async def _write_outcome(self, job: Job, outcome: str, **query: Any) -> list[dict[str, Any]]:
+        """Run a fenced outcome query until the database takes it, for at most
+        :attr:`outcome_retry_for` seconds while the connection is what fails (safe to repeat:
+        the fence drops it once the job has moved on). Past that, or on any other error,
+        :attr:`outcome_lost` says so and the watchdog ends the session: its
+        worker row stops beating and the stalled recovery takes the job. Procrastinate tries
+        once and gives up, and the job stayed ``doing`` for ever under a worker that lived on
+        (random schedule seed 20261207: a database link reset just as a run ended)."""
+        wait = OUTCOME_RETRY_FIRST
+        deadline = asyncio.get_running_loop().time() + self.outcome_retry_for
+        while True:
+            try:
+                return await self.connector.execute_query_all_async(**query)
+            except Exception as exc:
+                lost = isinstance(exc, _FETCH_BEAT_ERRORS) and _connection_lost(exc)
+                late = self.give_up.is_set() or (
+                    asyncio.get_running_loop().time() + wait > deadline
+                )
+                if not lost or late:  # the job is left `doing` under this session's row
+                    when = ""
+                    if lost:
+                        when = (
+                            " before the session stopped"
+                            if self.give_up.is_set()
+                            else f" within {self.outcome_retry_for:g}s"
+                        )
+                    self.outcome_lost = (
+                        f"job {job.id}: the outcome ({outcome}) of its run could not be written"
+                        f"{when}: {_first_line(exc)}"
+                    )
+                    raise
+                logger.warning(
+                    "Job %s: writing the outcome (%s) of its run failed (%s); trying again in "
+                    "%.2fs",
+                    job.id,
+                    outcome,
+                    _first_line(exc),
+                    wait,
+                )
+                # a backoff between attempts, cut short when the session stops
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.give_up.wait(), timeout=wait)
+                wait = min(wait * 2, OUTCOME_RETRY_MAX)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's own words (Procrastinate's wrapper says only "Database error.")."""
+    text = str(exc.__cause__ or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _dropped(job: Job, outcome: str) -> None:

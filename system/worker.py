@@ -95,6 +95,15 @@ SELECT EXISTS (
 """
 
 
+def _stop_worker(worker: Worker) -> None:
+    """Ask ``worker`` to stop; outcome writes still failing give up at once (see
+    :meth:`system.waker.RetryAwareJobManager._write_outcome`)."""
+    manager = worker.app.job_manager
+    if isinstance(manager, RetryAwareJobManager):
+        manager.give_up.set()
+    worker.stop()
+
+
 def default_worker_name() -> str:
     """``worker-<pid>``: unique among live processes on this machine."""
     return f"worker-{os.getpid()}"
@@ -159,7 +168,7 @@ class Supervisor:
         )
         self._stop.set()
         if self._worker is not None:
-            self._worker.stop()
+            _stop_worker(self._worker)
 
     @property
     def stopping(self) -> bool:
@@ -249,6 +258,7 @@ class Supervisor:
             app = self.app_factory(settings, PsycopgConnector())
             if isinstance(app.job_manager, RetryAwareJobManager):
                 app.job_manager.beat_on_fetch = watched
+                app.job_manager.outcome_retry_for = settings.worker_timeout
             await app.open_async(pool=pool)
             if not await app.check_connection_async():
                 return f"Procrastinate's tables are missing: run `{self.migrate_command}`"
@@ -280,7 +290,7 @@ class Supervisor:
             self._last_beat = time.monotonic()  # the worker row was just written
             await self._wait_listening(app, pool, run_task)
             if self.stopping:
-                worker.stop()  # a stop that came before run() started was cleared by it
+                _stop_worker(worker)  # a stop that came before run() started was cleared by it
             self.sessions += 1
             self._announce()
             waited: set[asyncio.Task[Any]] = {run_task}
@@ -392,7 +402,7 @@ class Supervisor:
 
     async def _end_worker(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
         """Stop a worker whose session is lost; give up waiting after a bounded time."""
-        worker.stop()
+        _stop_worker(worker)
         budget = session_teardown_limit(self.settings.worker_timeout, self.settings.db_pool_timeout)
         done, _ = await asyncio.wait({run_task}, timeout=budget)
         if not done:
@@ -424,6 +434,9 @@ class Supervisor:
                 if lost.done() and not self.stopping:
                     return "the pool failed to connect twice in a row"
                 failure = await self._beat(app, worker, run_task, budget, lost)
+                manager = app.job_manager
+                if failure is None and isinstance(manager, RetryAwareJobManager):
+                    failure = manager.outcome_lost  # a job left `doing` under this session
                 if failure is not None:
                     if self.stopping:
                         continue

@@ -13,10 +13,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 from procrastinate import App
+from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Status
 
+from harness.wait import wait_for
 from system.settings import load_settings
 from system.tasks import build_app
 from system.waker import RetryAwareJobManager, WorkerGone
@@ -107,4 +110,142 @@ def test_a_fetch_beats_first_and_a_pruned_worker_fetches_nothing(sut: Sut) -> No
         (stale,),
     )
     assert row["age"] < 60  # beaten by the fetch, not an hour old
+    assert sut.job(job_id)["status"] == "doing"
+
+
+def _fail_first(manager: RetryAwareJobManager, times: int) -> list[str]:
+    """The manager's next ``times`` queries raise what a reset connection raises."""
+    real = manager.connector.execute_query_all_async
+    failures: list[str] = []
+
+    async def flaky(query: str, **arguments: Any) -> list[dict[str, Any]]:
+        if len(failures) < times:
+            failures.append(query)
+            raise ConnectorException("Database error.") from psycopg.OperationalError(
+                "consuming input failed: server closed the connection unexpectedly"
+            )
+        return await real(query, **arguments)
+
+    manager.connector.execute_query_all_async = flaky  # type: ignore[method-assign]
+    return failures
+
+
+@pytest.mark.parametrize("outcome", ["retry", "succeeded"])
+def test_an_outcome_write_cut_by_a_reset_connection_is_written_when_it_comes_back(
+    sut: Sut, outcome: str
+) -> None:
+    # random schedule seed 20261207 (run 7): a dblink reset as a run ended; Procrastinate wrote
+    # the outcome once, gave up, and the job stayed `doing` under a worker that beat on: lost
+    sut.migrate()
+    [job_id] = sut.defer()
+    worker_id = register(sut)
+
+    async def body(app: App, manager: RetryAwareJobManager) -> list[str]:
+        job = await manager.fetch_job(None, worker_id)
+        assert job is not None
+        failures = _fail_first(manager, 2)
+        if outcome == "retry":
+            await manager.retry_job(job)
+        else:
+            await manager.finish_job(job, Status.SUCCEEDED, delete_job=False)
+        return failures
+
+    failures = with_manager(sut, body)
+    assert len(failures) == 2
+    status = "todo" if outcome == "retry" else "succeeded"
+    assert sut.job(job_id) == {
+        "id": job_id,
+        "status": status,
+        "attempts": 1,
+    }
+
+
+def test_an_outcome_the_database_never_takes_ends_the_session_instead_of_hiding_the_job(
+    sut: Sut,
+) -> None:
+    # given up after outcome_retry_for: the watchdog reads outcome_lost and ends the session,
+    # so the worker row stops beating and the stalled recovery takes the job
+    sut.migrate()
+    [job_id] = sut.defer()
+    worker_id = register(sut)
+
+    async def body(app: App, manager: RetryAwareJobManager) -> str | None:
+        job = await manager.fetch_job(None, worker_id)
+        assert job is not None
+        manager.outcome_retry_for = 0.3
+        failures = _fail_first(manager, 1_000)
+        with pytest.raises(ConnectorException):
+            await manager.retry_job(job)
+        assert 3 <= len(failures) <= 6  # 0.05 + 0.1 + 0.2 s of waits fit in 0.3 s
+        return manager.outcome_lost
+
+    lost = with_manager(sut, body)
+    assert lost == (
+        f"job {job_id}: the outcome (retry) of its run could not be written within 0.3s: "
+        "consuming input failed: server closed the connection unexpectedly"
+    )
+    assert sut.job(job_id)["status"] == "doing"  # for the stalled recovery, once the row is stale
+
+
+REJECT_OUTCOMES = """
+CREATE FUNCTION test_reject_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'outcome rejected (test)'; END $$;
+CREATE TRIGGER test_reject_outcome BEFORE UPDATE ON procrastinate_jobs
+    FOR EACH ROW WHEN (OLD.status = 'doing' AND NEW.status <> 'doing')
+    EXECUTE FUNCTION test_reject_outcome();
+"""
+ACCEPT_OUTCOMES = """
+DROP TRIGGER test_reject_outcome ON procrastinate_jobs;
+DROP FUNCTION test_reject_outcome();
+"""
+
+
+def test_a_worker_whose_outcome_write_fails_ends_its_session_and_the_job_runs_again(
+    sut: Sut,
+) -> None:
+    """Procrastinate logs the failed write and runs on: the job stays `doing` under a worker
+    row that keeps beating, which no stalled recovery takes. Ours ends the session."""
+    sut.migrate()
+    worker = sut.worker("w1")
+    sut.query(REJECT_OUTCOMES)
+    try:
+        [job_id] = sut.defer()
+        wait_for(
+            lambda: "outcome rejected (test)" in worker.output(),
+            timeout=15,
+            what="the run's outcome write to be rejected",
+        )
+    finally:
+        sut.query(ACCEPT_OUTCOMES)
+    sut.wait_status([job_id], {"succeeded"}, timeout=20)
+    # the first rejected outcome may be a periodic task's (the stalled recovery, the health
+    # check): any of them ends the session, at the watchdog's next beat
+    wait_for(
+        lambda: "worker session lost (job " in worker.output(),
+        timeout=10,
+        what="the watchdog to end the session",
+    )
+    assert "of its run could not be written: outcome rejected (test)" in worker.output()
+
+
+def test_a_stopping_session_cuts_the_outcome_retries_short(sut: Sut) -> None:
+    sut.migrate()
+    [job_id] = sut.defer()
+    worker_id = register(sut)
+
+    async def body(app: App, manager: RetryAwareJobManager) -> tuple[float, str | None]:
+        job = await manager.fetch_job(None, worker_id)
+        assert job is not None
+        manager.outcome_retry_for = 60.0
+        _fail_first(manager, 1_000)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, manager.give_up.set)  # what the supervisor does when it stops
+        began = loop.time()
+        with pytest.raises(ConnectorException):
+            await manager.finish_job(job, Status.SUCCEEDED, delete_job=False)
+        return loop.time() - began, manager.outcome_lost
+
+    took, lost = with_manager(sut, body)
+    assert took < 1.0, f"the stop waited {took:.2f}s for a write it had given up"
+    assert lost is not None and "could not be written before the session stopped" in lost
     assert sut.job(job_id)["status"] == "doing"
