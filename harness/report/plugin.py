@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from harness.report.build import Built, build, summary_lines
+from harness.vocabulary import DEFECT_MARK
 
 SCENARIOS_DIR = "scenarios"
 MAX_ERROR = 2000
@@ -40,12 +41,17 @@ def scenario_test(nodeid: str) -> tuple[str, str] | None:
     """``scenarios/test_worker_crash.py::test_x[p]`` -> ``("worker_crash", "x")``; ``None``
     outside a ``scenarios`` folder: the repository's own ones, or the generic scenarios run
     against a user's app (``harness/target/scenarios/``, also from an installed package).
-    By convention a scenario test is named ``test_<scenario>``."""
+    By convention a scenario test is named ``test_<scenario>``; a mutant test's parameter names
+    its scenario (``test_x_mutant[x__defect_y]`` -> ``x__defect_y``)."""
     path, _, rest = nodeid.partition("::")
     if PurePosixPath(path).parent.name != SCENARIOS_DIR:
         return None
     module = Path(path).stem.removeprefix("test_")
-    test = rest.split("::")[-1].split("[", 1)[0].removeprefix("test_") if rest else module
+    name, _, param = rest.split("::")[-1].partition("[") if rest else (module, "", "")
+    param = param.removesuffix("]")
+    if DEFECT_MARK in param:  # test_x_mutant[x__defect_y]: the parameter names the scenario
+        return module, param
+    test = name.removeprefix("test_")
     return module, test or module
 
 

@@ -369,3 +369,28 @@ def test_a_failed_target_scenario_test_marks_its_result_not_a_new_entry() -> Non
     out = apply_failures(raw, {"worker_crash": ("worker_crash", "AssertionError: late")})
     assert [r["scenario"] for r in out] == ["plain_app__worker_crash"]
     assert "AssertionError: late" in out[0]["error"]
+
+
+def test_a_failed_mutant_test_is_told_by_its_parameter_not_its_function() -> None:
+    # before: test_database_drop_mutant[...] became "database_drop_mutant", matched the module's
+    # clean result and turned the clean, passing database_drop unknown
+    from harness.report.plugin import scenario_test
+
+    nodeid = (
+        "scenarios/test_database_drop.py::test_database_drop_mutant"
+        "[database_drop__defect_supervisor_gives_up]"
+    )
+    assert scenario_test(nodeid) == ("database_drop", "database_drop__defect_supervisor_gives_up")
+    assert scenario_test("scenarios/test_worker_crash.py::test_worker_crash") == (
+        "worker_crash",
+        "worker_crash",
+    )
+    raw = [
+        {"scenario": "database_drop", "verdict": "pass"},
+        {"scenario": "database_drop__defect_supervisor_gives_up", "verdict": "pass"},
+    ]
+    _, stem = scenario_test(nodeid) or ("", "")
+    out = apply_failures(raw, {stem: ("database_drop", "MISSED the defect")})
+    by = {r["scenario"]: r for r in out}
+    assert "error" not in by["database_drop"]
+    assert "MISSED" in by["database_drop__defect_supervisor_gives_up"]["error"]
