@@ -108,13 +108,7 @@ OUTCOME_RETRY_MAX = 0.5
 
 #: What a lost or reset connection raises (Procrastinate wraps it in a ConnectorException). A
 #: closed pool is not among them: its session is ending, and the stalled recovery takes over.
-_CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    psycopg_pool.PoolTimeout,
-    OSError,
-    TimeoutError,
-)
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (*db.DB_ERRORS, OSError, TimeoutError)
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -284,7 +278,7 @@ class RetryAwareJobManager(manager.JobManager):
             try:
                 return await self.connector.execute_query_all_async(**query)
             except Exception as exc:
-                lost = isinstance(exc, _FETCH_BEAT_ERRORS) and _connection_lost(exc)
+                lost = _connection_lost(exc)
                 late = self.give_up.is_set() or (
                     asyncio.get_running_loop().time() + wait > deadline
                 )
