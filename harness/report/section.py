@@ -309,8 +309,8 @@ def scenario_section(
             f"{esc(wanted)} here (<code>known_failures</code>); failed as declared: "
             f"{esc(', '.join(s.get('caught_by') or []) or 'none')}."
             + (
-                f" <b>{esc(s['miss_reason'])}</b>: the app no longer breaks it; update the "
-                "target's known_failures."
+                f" <b>{esc(s['miss_reason'])}</b>: if the app now keeps this guarantee, "
+                "update the target's known_failures."
                 if s.get("miss_reason")
                 else ""
             )
