@@ -50,7 +50,8 @@ from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate.types import JSONDict
 
 from harness.fakeapi.app import CATEGORIES
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import ManagedProcess, http_ok, log_line
 from harness.wait import wait_for_async
 from system import db

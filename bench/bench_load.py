@@ -29,7 +29,8 @@ import httpx
 import psycopg
 
 from harness.fakeapi.app import CATEGORIES
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import ManagedProcess, http_ok, log_line
 from harness.wait import wait_for_async
 from system.settings import load_settings

@@ -38,7 +38,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.toxiproxy.selection import ToxiproxyHandle, client_for, start_embedded
 from harness.wait import wait_for
 

@@ -56,6 +56,7 @@ from harness.backends.local import LocalBackend, LocalToxiproxy
 from harness.cleanup import owner_alive, owner_identity
 from harness.docker.engine import unreachable_reason
 from harness.docker.images import Images
+from harness.ports import free_port
 from harness.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
@@ -133,13 +134,6 @@ def remove_run(run_id: str) -> None:
         _remove_labelled(client, lambda labels: labels.get(LABEL_RUN) != run_id)
     finally:
         client.close()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (docker binds it; a race is retried)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_taken(exc: Exception) -> bool:

@@ -30,7 +30,8 @@ from harness.backends.base import (
     SystemRole,
     ToxiproxyService,
 )
-from harness.postgres import LocalPostgres, PostgresError, find_bindir, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres, PostgresError, find_bindir
 from harness.processes import ManagedProcess, http_ok, log_line
 from harness.wait import WaitTimeout, wait_for
 
@@ -163,7 +164,9 @@ class LocalToxiproxy(ToxiproxyService):
         return client
 
     def create_proxy(self, name: str, upstream: Endpoint) -> tuple[Proxy, Endpoint]:
-        proxy = self.client().create(upstream=str(upstream.outside), name=name, listen=f"{HOST}:0")
+        # A port of our own, not :0: a proxy re-enabled after a cut binds the same port again.
+        listen = f"{HOST}:{free_port(HOST)}"
+        proxy = self.client().create(upstream=str(upstream.outside), name=name, listen=listen)
         host, _, port = str(proxy.listen).rpartition(":")
         return proxy, Endpoint.same(host or HOST, int(port))
 

@@ -22,7 +22,7 @@ import psycopg
 from harness.backends.base import Backend, Endpoint, Service, ServiceError
 from harness.backends.local import HOST, REPO_ROOT, python_env
 from harness.fakeapi.client import FakeApiClient
-from harness.postgres import free_port
+from harness.ports import free_port
 from harness.processes import ManagedProcess, log_line
 from harness.profiles import FAST
 from harness.stack import Stack, with_host_port

@@ -22,7 +22,6 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from harness.ports import free_port
 from harness.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
@@ -177,12 +177,6 @@ def connect_external(url: str) -> ToxiproxyHandle:
     return ToxiproxyHandle(url=url, flavour="external", version=version)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def start_binary(
     *,
     host: str = "127.0.0.1",
@@ -195,7 +189,7 @@ def start_binary(
     path = shutil.which(binary)
     if path is None:
         raise ToxiproxyError(f"toxiproxy: {binary} is not on PATH")
-    port = _free_port(host)
+    port = free_port(host)
     argv = [path, "-host", host, "-port", str(port)]
     if seed is not None:
         argv += ["-seed", str(seed)]

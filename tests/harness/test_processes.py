@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.base import ServiceError
-from harness.postgres import free_port
+from harness.ports import free_port
 from harness.processes import ManagedProcess, ProcessSet, http_ok, log_line
 from harness.wait import wait_for
 

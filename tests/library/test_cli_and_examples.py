@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from procrastinate import App, PsycopgConnector
 
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import ManagedProcess, log_line
 from harness.wait import wait_for
 

@@ -19,7 +19,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from harness.fakeapi.client import FakeApiClient
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import ManagedProcess, ReadyCheck, http_ok, log_line
 from harness.profiles import FAST
 from harness.wait import wait_for

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from harness.postgres import free_port
+from harness.ports import free_port
 from harness.processes import ManagedProcess, http_ok
 from harness.wait import wait_for
 

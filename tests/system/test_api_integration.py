@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import http_ok
 from harness.wait import wait_for
 

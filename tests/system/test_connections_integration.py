@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from harness.fakeapi.client import FakeApiClient
-from harness.postgres import free_port
+from harness.ports import free_port
 from harness.processes import http_ok
 from harness.wait import wait_for
 from system.db import API_APPLICATION_NAME, worker_application_name

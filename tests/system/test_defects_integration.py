@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from harness.fakeapi.client import FakeApiClient
-from harness.postgres import LocalPostgres, free_port
+from harness.ports import free_port
+from harness.postgres import LocalPostgres
 from harness.processes import http_ok
 from harness.wait import WaitTimeout, wait_for
 
