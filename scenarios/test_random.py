@@ -84,6 +84,7 @@ def run_schedule(
                         h,
                         sc.profile,
                         not_found=execution.not_found_ids,
+                        failing=execution.failing_ids,
                         tolerance=sc.calibration.tolerance,
                     ),
                 ]

@@ -64,11 +64,17 @@ def check_schedule_executed(errors: Sequence[str], faults_done: int, planned: in
 
 
 def random_checks(
-    history: History, profile: Profile, *, not_found: Sequence[int], tolerance: float
+    history: History,
+    profile: Profile,
+    *,
+    not_found: Sequence[int],
+    tolerance: float,
+    failing: Sequence[int] = (),
 ) -> list[Verdict]:
-    """Every verdict of a random run; ``not_found`` are the jobs that must end ``failed``;
+    """Every verdict of a random run; ``not_found`` are the jobs that must end ``failed`` at
+    once, ``failing`` those that must end ``failed`` after their last allowed run;
     ``tolerance`` is the run's calibrated one."""
-    expected = {job_id: "failed" for job_id in not_found}
+    expected = {job_id: "failed" for job_id in (*not_found, *failing)}
     permanent = set(not_found)
     return [
         *baseline(

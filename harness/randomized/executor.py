@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from harness.backends.base import Service, ServiceError
+from harness.fakeapi.app import FAILING_CATEGORY
 from harness.processes import ManagedProcess
 from harness.randomized.schedule import FaultStep, Schedule
 from harness.scenario import ScenarioRun
@@ -27,6 +28,8 @@ from harness.vocabulary import worker_target
 
 #: A category the fake API does not know: the job must end ``failed`` (404, not retried).
 NOT_FOUND = "nosuchcategory"
+#: A category the fake API always answers 500 for: retried to the last run, then ``failed``.
+FAILING = FAILING_CATEGORY
 CATEGORIES = ("animal", "career", "dev", "food", "science")
 PROXY_OF = {"dblink": "postgres", "jokeapi": "jokeapi"}
 TOXIC_ATTRIBUTES = {
@@ -47,6 +50,7 @@ class Execution:
     faults_done: int = 0
     errors: list[str] = field(default_factory=list)
     not_found_ids: list[int] = field(default_factory=list)
+    failing_ids: list[int] = field(default_factory=list)
 
 
 class Executor:
@@ -132,9 +136,14 @@ class Executor:
                 if done.job_id is not None:
                     self.execution.not_found_ids.append(done.job_id)
                 continue
+            if roll < load.not_found + load.failing:
+                done = sc.client.submit(FAILING)
+                if done.job_id is not None:
+                    self.execution.failing_ids.append(done.job_id)
+                continue
             category = self.rng.choice((None, *CATEGORIES))
             sc.client.submit(category)
-            if roll < load.not_found + load.duplicates:
+            if roll < load.not_found + load.failing + load.duplicates:
                 sc.client.submit(category)  # the same request again at once
 
     # -- the nemesis --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.fakeapi.app import CATEGORIES, DEFAULT_POOL_SIZE, joke_id
+from harness.fakeapi.app import CATEGORIES, DEFAULT_POOL_SIZE, FAILING_CATEGORY, joke_id
 from harness.fakeapi.client import FakeApiClient
 from harness.processes import ManagedProcess, log_line
 from harness.wait import wait_for
@@ -78,6 +78,14 @@ def test_shaped_like_the_real_api(api: FakeApiClient) -> None:
         ("/jokes/search", 400, "error"),
     ]
     assert api.requests()[1]["joke_id"] == joke["id"]
+
+
+def test_the_failing_category_always_answers_500(api: FakeApiClient) -> None:
+    for _ in range(3):
+        answer = httpx.get(f"{api.url}/jokes/random", params={"category": FAILING_CATEGORY})
+        assert answer.status_code == 500
+    assert FAILING_CATEGORY not in httpx.get(f"{api.url}/jokes/categories").json()
+    assert [r["status"] for r in api.requests()][:3] == [500, 500, 500]
 
 
 def test_seeded_draws_are_reproducible_and_pool_of_one_forces_duplicates(

@@ -42,6 +42,13 @@ def test_a_schedule_file_replays_exactly(tmp_path: Path) -> None:
     assert Schedule.load(schedule.save(tmp_path / "s.json")) == schedule
 
 
+def test_a_file_from_before_failing_jobs_replays_without_them() -> None:
+    data = generate(3, workers=2, faults=2).to_dict()
+    del data["workload"]["failing"]
+    assert Schedule.from_dict(data).workload.failing == 0.0
+    assert Workload().failing > 0
+
+
 @pytest.mark.parametrize(
     ("step", "message"),
     [
