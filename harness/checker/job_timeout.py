@@ -14,7 +14,7 @@ from typing import Any
 from harness.checker.runs import acknowledged_ids, runs_by_job, stopping_faults
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
-from harness.vocabulary import EventType, Invariant
+from harness.vocabulary import EventType, Invariant, Target
 
 NAME = Invariant.JOB_TIMEOUT
 
@@ -35,7 +35,9 @@ def check_job_timeout(
     on its last run it must end ``failed``.
 
     Runs a fault could have stopped (their worker killed, paused or cut off; PostgreSQL down)
-    are not judged. No run judged: unknown ("could not look"); with ``require_timeouts``, no
+    are not judged, nor runs under a slowed database link (its latency delays the write
+    that ends a run, so the recorded duration is the link's, not the job's). No run judged:
+    unknown ("could not look"); with ``require_timeouts``, no
     run reaching the timeout: unknown ("no run reached the timeout")."""
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
@@ -51,7 +53,7 @@ def check_job_timeout(
             end = run.end if run.end is not None else horizon
             if end is None:
                 continue
-            if stopping_faults(history, run, until=end):
+            if stopping_faults(history, run, until=end) or _link_slowed(history, run.start, end):
                 excluded += 1
                 continue
             judged += 1
@@ -134,4 +136,15 @@ def check_job_timeout(
         f"longest run {longest:.3f}s <= {job_timeout:.3f}s + {tolerance:.3f}s; "
         f"{len(timed_out)} timed-out runs, each retried (or failed on its last run)",
         figures,
+    )
+
+
+def _link_slowed(history: History, start: float, end: float) -> bool:
+    """Whether any fault on the database link (latency included) met [start, end]."""
+    horizon = history.end.finished_at if history.end else float("inf")
+    return any(
+        f.target == Target.DBLINK
+        and f.start <= end
+        and start <= (f.end if f.end is not None else horizon)
+        for f in history.faults
     )

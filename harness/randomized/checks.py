@@ -3,7 +3,8 @@
 No job lost (every acknowledged job terminal by the deadline; a 404 job ``failed``), no effect
 duplicated, every succeeded job tied to its stored row, every re-run justified by a fault that
 could stop it, no job run more often than its retry strategy allows (beyond justified
-re-runs), every retry asked for at its backoff delay, and every process alive that the
+re-runs), no run outliving ``JOB_TIMEOUT`` and every timed-out run retried, every retry asked
+for at its backoff delay, and every process alive that the
 schedule did not stop. When a retry *started* is not judged here (faults move it; the
 scripted scenarios judge it); when it was *asked for* is (:mod:`harness.checker.retry_decisions`).
 """
@@ -19,6 +20,7 @@ from harness.checker import (
     Verdict,
     acknowledged_ids,
     check_attempt_count,
+    check_job_timeout,
     check_retry_decisions,
 )
 from harness.checks import baseline, judged_jobs
@@ -35,6 +37,7 @@ INVARIANTS = (
     "justified_reruns",
     "processes_alive",
     "attempt_count",
+    "job_timeout",
     "retry_decisions",
 )
 
@@ -88,6 +91,12 @@ def random_checks(
             history,
             max_attempts=profile.max_retries,
             jobs=[j for j in acknowledged_ids(history) if j not in permanent],
+        ),
+        check_job_timeout(
+            history,
+            job_timeout=profile.job_timeout,
+            tolerance=tolerance,
+            max_attempts=profile.max_retries,
         ),
         check_retry_decisions(
             history,

@@ -219,6 +219,20 @@ def test_job_timeout_unknown_without_timeouts_and_excludes_killed_runs() -> None
     assert v.status == PASS and v.figures["excluded_runs"] == 1
 
 
+def test_job_timeout_does_not_judge_a_run_under_a_slowed_database_link() -> None:
+    # +500 ms on the link delays the write that ends the run: 1.6 s is the link's doing
+    b = _timeout_history([1.6], ["succeeded"])
+    b.fault("latency", "dblink", 0.5, 2.0)
+    v = check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
+    assert v.status == UNKNOWN and v.figures["excluded_runs"] == 1
+    # the same run with the latency elsewhere in the history is judged, and fails
+    b2 = _timeout_history([1.6], ["succeeded"])
+    b2.fault("latency", "dblink", 5.0, 1.0)
+    assert (
+        check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5).status == FAIL
+    )
+
+
 def test_job_timeout_fails_when_a_timeout_with_runs_left_ends_failed() -> None:
     # TimeoutError not retried: the first timed-out run fails the job for good
     v = check_job_timeout(
