@@ -25,6 +25,11 @@ from starlette.routing import Route
 #: for it is retried until it has no runs left, then fails. Not listed in ``/jokes/categories``.
 FAILING_CATEGORY = "outage"
 
+#: A category the upstream never answers in time: held for ``STUCK_FOR`` seconds (or until
+#: the client gives up), then 504. A job asking for it times out on every run.
+STUCK_CATEGORY = "stuck"
+STUCK_FOR = 60.0
+
 CATEGORIES = [
     "animal",
     "career",
@@ -317,6 +322,16 @@ def create_app(seed: int = 0) -> Starlette:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.stopping.wait(), timeout=seconds)
 
+    async def _hold(request: Request, record: dict[str, Any], end: float) -> Response:
+        """Hold the request until ``end``, the client gives up or the server stops; a client
+        that waited gets a 504."""
+        while time.time() < end and not state.stopping.is_set():
+            if await request.is_disconnected():
+                record["status"] = 499  # nginx's "client closed request"
+                return Response(status_code=499)
+            await _pause(min(0.05, max(0.0, end - time.time())))
+        return JSONResponse({"status": 504, "error": "hang ended"}, status_code=504)
+
     async def _answer(request: Request, record: dict[str, Any]) -> Response:
         fault = state.take_fault(request.url.path)
         if fault is not None:
@@ -332,21 +347,20 @@ def create_app(seed: int = 0) -> Starlette:
                 return JSONResponse(body, status_code=fault.status or 500, headers=headers)
             if fault.kind == "hang":
                 record["outcome"] = "fault"
-                # Hold the request until the fault's window ends (an hour for count-only hangs),
-                # the client gives up or the server stops; a client that waited gets a 504.
+                # Until the fault's window ends (an hour for count-only hangs).
                 end = fault.until if fault.until is not None else time.time() + 3600
-                while time.time() < end and not state.stopping.is_set():
-                    if await request.is_disconnected():
-                        record["status"] = 499  # nginx's "client closed request"
-                        return Response(status_code=499)
-                    await _pause(min(0.05, max(0.0, end - time.time())))
-                return JSONResponse({"status": 504, "error": "hang ended"}, status_code=504)
+                return await _hold(request, record, end)
             if fault.kind == "slow":
                 await _pause(fault.delay or 0.0)
                 if state.stopping.is_set():
                     record["outcome"] = "fault"
                     body = {"status": 503, "error": "fake API shutting down"}
                     return JSONResponse(body, status_code=503)
+        if request.url.path == "/jokes/random" and (
+            request.query_params.get("category") == STUCK_CATEGORY
+        ):
+            record["outcome"] = "error"
+            return await _hold(request, record, time.time() + STUCK_FOR)
         response = _route(request, record)
         if fault is not None and fault.kind == "malformed" and response.status_code == 200:
             record["outcome"] = "fault"

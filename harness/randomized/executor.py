@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from harness.backends.base import Service, ServiceError
-from harness.fakeapi.app import FAILING_CATEGORY
+from harness.fakeapi.app import FAILING_CATEGORY, STUCK_CATEGORY
 from harness.processes import ManagedProcess
 from harness.randomized.schedule import FaultStep, Schedule
 from harness.scenario import ScenarioRun
@@ -30,6 +30,8 @@ from harness.vocabulary import worker_target
 NOT_FOUND = "nosuchcategory"
 #: A category the fake API always answers 500 for: retried to the last run, then ``failed``.
 FAILING = FAILING_CATEGORY
+#: A category the fake API never answers in time: every run times out; the last fails.
+STUCK = STUCK_CATEGORY
 CATEGORIES = ("animal", "career", "dev", "food", "science")
 PROXY_OF = {"dblink": "postgres", "jokeapi": "jokeapi"}
 TOXIC_ATTRIBUTES = {
@@ -136,14 +138,14 @@ class Executor:
                 if done.job_id is not None:
                     self.execution.not_found_ids.append(done.job_id)
                 continue
-            if roll < load.not_found + load.failing:
-                done = sc.client.submit(FAILING)
+            if roll < load.not_found + load.failing + load.stuck:
+                done = sc.client.submit(FAILING if roll < load.not_found + load.failing else STUCK)
                 if done.job_id is not None:
                     self.execution.failing_ids.append(done.job_id)
                 continue
             category = self.rng.choice((None, *CATEGORIES))
             sc.client.submit(category)
-            if roll < load.not_found + load.failing + load.duplicates:
+            if roll < load.not_found + load.failing + load.stuck + load.duplicates:
                 sc.client.submit(category)  # the same request again at once
 
     # -- the nemesis --------------------------------------------------------------------------

@@ -65,7 +65,9 @@ class Workload:
     """What the client does: ``jobs`` submissions through the API at ``rate`` per second, a
     share of them duplicates, unknown categories (404: must fail at once), a category the
     upstream always answers 500 for (``failing``: must be retried on its backoff schedule, then
-    fail after its last allowed run), or calls that hang past ``JOB_TIMEOUT``; ``bursts``
+    fail after its last allowed run), a category the upstream never answers (``stuck``: each
+    run times out, is retried, the last fails; a SIGTERM during one must abort and re-queue
+    it), or calls that hang past ``JOB_TIMEOUT`` once; ``bursts``
     5xx/429 bursts of the joke API spread over the run. The joke
     API draws from ``joke_pool`` jokes, so the same joke comes back often (an upstream that
     repeats itself): storing it twice would show."""
@@ -75,6 +77,7 @@ class Workload:
     duplicates: float = 0.1
     not_found: float = 0.05
     failing: float = 0.03
+    stuck: float = 0.03
     hangs: float = 0.03
     bursts: int = 2
     joke_pool: int = 25
@@ -132,8 +135,8 @@ class Schedule:
             return cls(
                 seed=int(data["seed"]),
                 workers=int(data["workers"]),
-                # a file written before ``failing`` existed replays without failing jobs
-                workload=Workload(**{"failing": 0.0, **data.get("workload", {})}),
+                # a file written before ``failing``/``stuck`` existed replays without them
+                workload=Workload(**{"failing": 0.0, "stuck": 0.0, **data.get("workload", {})}),
                 faults=tuple(FaultStep(**f) for f in data.get("faults", [])),
                 quiet=float(data.get("quiet", 3.0)),
                 origin=str(data.get("origin", "file")),

@@ -18,7 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.fakeapi.app import CATEGORIES, DEFAULT_POOL_SIZE, FAILING_CATEGORY, joke_id
+from harness.fakeapi.app import (
+    CATEGORIES,
+    DEFAULT_POOL_SIZE,
+    FAILING_CATEGORY,
+    STUCK_CATEGORY,
+    joke_id,
+)
 from harness.fakeapi.client import FakeApiClient
 from harness.processes import ManagedProcess, log_line
 from harness.wait import wait_for
@@ -86,6 +92,13 @@ def test_the_failing_category_always_answers_500(api: FakeApiClient) -> None:
         assert answer.status_code == 500
     assert FAILING_CATEGORY not in httpx.get(f"{api.url}/jokes/categories").json()
     assert [r["status"] for r in api.requests()][:3] == [500, 500, 500]
+
+
+def test_the_stuck_category_is_held_until_the_client_gives_up(api: FakeApiClient) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{api.url}/jokes/random", params={"category": STUCK_CATEGORY}, timeout=0.3)
+    record = wait_for(lambda: api.requests(), timeout=5.0, what="the request recorded").value
+    assert record[0]["status"] == 499 and record[0]["t_end"] - record[0]["t_start"] >= 0.3
 
 
 def test_seeded_draws_are_reproducible_and_pool_of_one_forces_duplicates(
