@@ -112,6 +112,7 @@ class ObservationName(StrEnum):
     RUN_WORKER = "run_worker"  # {job_id, run, worker} from the workers' logs
     RUN_ABORTED = "run_aborted"  # {job_id, run, worker}: aborted and re-queued, per its log
     RUN_FAILED = "run_failed"  # {job_id, run, worker}: failed, will retry (t: the decision)
+    RUN_TIMED_OUT = "run_timed_out"  # {job_id, run, worker}: its timeout fired (t: the log line)
     CALIBRATION = "calibration"  # pickup latency measured before the faults
     MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)
     PROCESS_STATUS = (

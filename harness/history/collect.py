@@ -60,6 +60,13 @@ FAILED_LOG = re.compile(
     r".*, will retry$",
     re.MULTILINE,
 )
+#: The task's own line when a run's timeout fired (``JOB_TIMEOUT`` or the HTTP client's),
+#: retried or not: with the run's first line, the run's duration in its worker's own clock.
+TIMEOUT_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"Job (?P<job_id>\d+): API timeout on attempt (?P<run>\d+)",
+    re.MULTILINE,
+)
 #: Procrastinate's line for a run its worker aborted (shutdown past WORKER_TIMEOUT, or a lost
 #: database session) and re-queued: ``Job <task>[<id>](...) ended with status: Aborted, to retry``.
 ABORTED_LOG = re.compile(
@@ -160,8 +167,9 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     name}`` per line ``Job N: Fetching joke (attempt k/m)`` (k is the run's ordinal among the
     job's ``started`` events), one ``run_aborted`` observation (same value) per Procrastinate
     line saying that job's run ended ``Aborted, to retry`` (the run is that job's last one
-    started in the same log), and one ``run_failed`` per task line saying a run failed and
-    will be retried (its time is the retry decision's). ``t`` is the line's time stamp (the
+    started in the same log), one ``run_failed`` per task line saying a run failed and
+    will be retried (its time is the retry decision's), and one ``run_timed_out`` per task
+    line saying a run's timeout fired. ``t`` is the line's time stamp (the
     log's local time), or the file's modification time when the line has none. A missing log gives
     nothing."""
     found: list[Observation] = []
@@ -174,6 +182,9 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
         matches = [(m.start(), ObservationName.RUN_WORKER, m) for m in FETCH_LOG.finditer(text)]
         matches += [(m.start(), ObservationName.RUN_ABORTED, m) for m in ABORTED_LOG.finditer(text)]
         matches += [(m.start(), ObservationName.RUN_FAILED, m) for m in FAILED_LOG.finditer(text)]
+        matches += [
+            (m.start(), ObservationName.RUN_TIMED_OUT, m) for m in TIMEOUT_LOG.finditer(text)
+        ]
         last_run: dict[int, int] = {}
         for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
             stamp = match.group("asctime")

@@ -233,6 +233,30 @@ def test_job_timeout_does_not_judge_a_run_under_a_slowed_database_link() -> None
     )
 
 
+def test_job_timeout_measures_a_logged_timeout_in_its_workers_clock() -> None:
+    # Job events say 1.2 s (the fetch and the end write took 0.1 s each); the worker's log
+    # says the timeout fired 1.02 s after the run began: within 1.0 s + 0.1 s.
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 1.2, "retry", retry_in=0.1, worker="w1")
+    b.run(1, 1.4, 1.5, worker="w1")
+    b.observe("run_worker", {"job_id": 1, "run": 1, "worker": "w1"}, 0.1)
+    b.observe("run_timed_out", {"job_id": 1, "run": 1, "worker": "w1"}, 1.12)
+    v = check_job_timeout(b.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
+    assert v.status == PASS, v.evidence
+    assert v.figures["measured_by_worker"] == 1 and abs(v.figures["longest_run"] - 1.02) < 1e-3
+    # the same log saying the timeout fired late fails, naming the worker's clock
+    b2 = HistoryBuilder()
+    b2.submit(1)
+    b2.run(1, 0.0, 1.2, "retry", retry_in=0.1, worker="w1")
+    b2.run(1, 1.4, 1.5, worker="w1")
+    b2.observe("run_worker", {"job_id": 1, "run": 1, "worker": "w1"}, 0.0)
+    b2.observe("run_timed_out", {"job_id": 1, "run": 1, "worker": "w1"}, 1.2)
+    v2 = check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5)
+    assert v2.status == FAIL and "s by its worker's log" in v2.evidence[0]
+    assert abs(v2.figures["longest_run"] - 1.2) < 1e-3
+
+
 def test_job_timeout_fails_when_a_timeout_with_runs_left_ends_failed() -> None:
     # TimeoutError not retried: the first timed-out run fails the job for good
     v = check_job_timeout(

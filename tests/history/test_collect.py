@@ -169,3 +169,21 @@ def test_collect_run_workers_reads_the_runs_a_worker_aborted(tmp_path: Path) -> 
     runs = runs_by_job(history)[81]
     assert [r.aborted for r in runs] == [False, False, False, False, True, False]
     assert runs[4].interrupted and not runs[4].scheduled_retry
+
+
+def test_collect_run_workers_reads_when_a_runs_timeout_fired(tmp_path: Path) -> None:
+    log = tmp_path / "w1.log"
+    log.write_text(
+        "2026-12-07 06:50:31,007 INFO system.tasks: Job 57: Fetching joke (attempt 2/5)\n"
+        "2026-12-07 06:50:32,532 WARNING system.tasks: Job 57: API timeout on attempt 2, "
+        "will retry\n"
+        "2026-12-07 06:50:40,937 INFO system.tasks: Job 57: Fetching joke (attempt 5/5)\n"
+        "2026-12-07 06:50:42,440 WARNING system.tasks: Job 57: API timeout on attempt 5, "
+        "giving up\n"
+    )
+    obs = collect_run_workers({"w1": log})
+    timed_out = [(o.value["run"], o.t) for o in obs if o.name == "run_timed_out"]
+    assert timed_out == [
+        (2, dt.datetime(2026, 12, 7, 6, 50, 32, 532000).timestamp()),
+        (5, dt.datetime(2026, 12, 7, 6, 50, 42, 440000).timestamp()),
+    ]
