@@ -72,6 +72,7 @@ TIMING_INVARIANTS = frozenset(
         Invariant.RECOVERY_LATENCY,
         Invariant.HEALTH_TRANSITIONS,
         Invariant.GRACEFUL_SHUTDOWN,
+        Invariant.SHUTDOWN_ABORTS,
     }
 )
 

@@ -151,6 +151,7 @@ class Invariant(StrEnum):
     RECOVERY_LATENCY = "recovery_latency"
     HEALTH_TRANSITIONS = "health_transitions"
     GRACEFUL_SHUTDOWN = "graceful_shutdown"
+    SHUTDOWN_ABORTS = "shutdown_aborts"  # runs over by WORKER_TIMEOUT after SIGTERM, amid faults
     PROCESSES_ALIVE = "processes_alive"
     CALIBRATION = "calibration"
     SCHEDULE = "schedule"  # the nemesis carried out the (random) fault schedule as written

@@ -26,6 +26,7 @@ from harness.checker.runs import (
     stopping_faults,
 )
 from harness.checker.shutdown import check_graceful_shutdown
+from harness.checker.shutdown_aborts import check_shutdown_aborts
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Status, Verdict, merge
 from harness.vocabulary import Invariant
 
@@ -53,6 +54,7 @@ __all__ = [
     "check_recovery_latency",
     "check_retry_decisions",
     "check_retry_schedule",
+    "check_shutdown_aborts",
     "could_stop",
     "expected_delay",
     "is_capped",

@@ -3,10 +3,11 @@
 No job lost (every acknowledged job terminal by the deadline; a 404 job ``failed``), no effect
 duplicated, every succeeded job tied to its stored row, every re-run justified by a fault that
 could stop it, no job run more often than its retry strategy allows (beyond justified
-re-runs), no run outliving ``JOB_TIMEOUT`` and every timed-out run retried, every retry asked
-for at its backoff delay, and every process alive that the
-schedule did not stop. When a retry *started* is not judged here (faults move it; the
-scripted scenarios judge it); when it was *asked for* is (:mod:`harness.checker.retry_decisions`).
+re-runs), no run outliving ``JOB_TIMEOUT`` and every timed-out run retried, no run going
+on past ``WORKER_TIMEOUT`` after a SIGTERM, every retry asked for at its backoff delay, and
+every process alive that the schedule did not stop. When a retry *started* is not judged
+here (faults move it; the scripted scenarios judge it); when it was *asked for* is
+(:mod:`harness.checker.retry_decisions`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness.checker import (
     check_attempt_count,
     check_job_timeout,
     check_retry_decisions,
+    check_shutdown_aborts,
 )
 from harness.checks import baseline, judged_jobs
 from harness.history.records import History
@@ -38,6 +40,7 @@ INVARIANTS = (
     "processes_alive",
     "attempt_count",
     "job_timeout",
+    "shutdown_aborts",
     "retry_decisions",
 )
 
@@ -98,6 +101,7 @@ def random_checks(
             tolerance=tolerance,
             max_attempts=profile.max_retries,
         ),
+        check_shutdown_aborts(history, worker_timeout=profile.worker_timeout, tolerance=tolerance),
         check_retry_decisions(
             history,
             base_delay=profile.retry_base_delay,

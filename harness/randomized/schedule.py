@@ -77,7 +77,7 @@ class Workload:
     duplicates: float = 0.1
     not_found: float = 0.05
     failing: float = 0.03
-    stuck: float = 0.03
+    stuck: float = 0.05
     hangs: float = 0.03
     bursts: int = 2
     joke_pool: int = 25

@@ -227,7 +227,7 @@ def test_job_timeout_does_not_judge_a_run_under_a_slowed_database_link() -> None
     assert v.status == UNKNOWN and v.figures["excluded_runs"] == 1
     # the same run with the latency elsewhere in the history is judged, and fails
     b2 = _timeout_history([1.6], ["succeeded"])
-    b2.fault("latency", "dblink", 5.0, 1.0)
+    b2.fault("latency", "dblink", 5.0, 6.0)
     assert (
         check_job_timeout(b2.build(), job_timeout=1.0, tolerance=0.1, max_attempts=5).status == FAIL
     )

@@ -1,0 +1,129 @@
+"""Shutdown aborts amid other faults: a run in flight when its worker gets SIGTERM is over by
+``WORKER_TIMEOUT`` after the signal: it ended by itself, or its worker aborted it.
+
+The bug it exists to catch: a graceful shutdown that never aborts (``no-shutdown-abort``: runs go
+on until their own timeout, holding the deploy up and the job with it). What becomes of an
+aborted job (re-queued and run again, or left ``aborted``) is queue accounting's to judge.
+
+:mod:`harness.checker.shutdown` judges one SIGTERM with nothing else going on; here SIGTERMs
+meet other faults. A SIGTERM is judged only when nothing that can freeze its worker or hold
+up its writes met [signal, signal + ``WORKER_TIMEOUT`` + tolerance]: a database fault, any
+fault on the database link, a pause or kill of that worker; nor one whose process the nemesis
+had to kill. A run's end is its worker's own log line where there is one (Procrastinate's
+abort line, the task's timeout or failure line), else its job event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, runs_by_job
+from harness.checker.verdict import FAIL, PASS, Verdict
+from harness.history.records import Fault, History
+from harness.vocabulary import FaultKind, Invariant, ObservationName, Target, worker_of
+
+NAME = Invariant.SHUTDOWN_ABORTS
+
+#: Worker-log lines that end a run, in the worker's own clock.
+_ENDING_LINES = (
+    ObservationName.RUN_ABORTED,
+    ObservationName.RUN_TIMED_OUT,
+    ObservationName.RUN_FAILED,
+)
+
+
+def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance: float) -> Verdict:
+    """Fail when a run in flight at a judged SIGTERM on its worker ended (or was still going)
+    later than ``worker_timeout + tolerance`` after the signal. No run in flight at a judged
+    SIGTERM: pass, saying there was nothing to abort (a random schedule need not meet one)."""
+    by_job = runs_by_job(history)
+    logged = _logged_ends(history)
+    horizon = history.end.finished_at if history.end else float("inf")
+    evidence: list[str] = []
+    judged: list[dict[str, Any]] = []
+    skipped = 0
+    sigterms = [f for f in history.faults if f.kind_ == FaultKind.SIGTERM]
+    for f in sigterms:
+        name = worker_of(f.target)
+        limit = f.start + worker_timeout + tolerance
+        if name is None or f.detail.get("killed") or _disturbed(history, f, name, limit):
+            skipped += 1
+            continue
+        in_flight = [
+            run
+            for job_id in acknowledged_ids(history)
+            for run in by_job.get(job_id, [])
+            if run.worker == name
+            and run.start <= f.start
+            and (run.end is None or run.end > f.start)
+        ]
+        for run in in_flight:
+            end = logged.get((run.job_id, run.number, name), run.end)
+            since = (end if end is not None else horizon) - f.start
+            if end is None or end > limit:
+                state = "still going at the end" if end is None else f"ended {run.end_type}"
+                evidence.append(
+                    f"job {run.job_id} run {run.number} on {name}: in flight at SIGTERM "
+                    f"{f.start:.3f}, {state} {since:.3f}s after it: not aborted at "
+                    f"WORKER_TIMEOUT {worker_timeout:.3f}s + {tolerance:.3f}s"
+                )
+        judged.append({"target": f.target, "at": round(f.start, 4), "in_flight": len(in_flight)})
+    in_flight_total = sum(j["in_flight"] for j in judged)
+    figures: dict[str, Any] = {
+        "worker_timeout": worker_timeout,
+        "tolerance": tolerance,
+        "sigterms": len(sigterms),
+        "judged": judged,
+        "not_judged": skipped,
+    }
+    if evidence:
+        return Verdict(
+            NAME,
+            FAIL,
+            f"{evidence[0]} ({len(evidence)} runs went on past WORKER_TIMEOUT)",
+            figures,
+            evidence,
+        )
+    if in_flight_total == 0:
+        return Verdict(
+            NAME,
+            PASS,
+            f"nothing to abort: no run in flight at {len(judged)} judged SIGTERM(s) "
+            f"({skipped} met another fault)",
+            figures,
+        )
+    return Verdict(
+        NAME,
+        PASS,
+        f"{in_flight_total} runs in flight at {len(judged)} SIGTERM(s), each over within "
+        f"WORKER_TIMEOUT {worker_timeout:.3f}s + {tolerance:.3f}s ({skipped} SIGTERMs met "
+        "another fault, not judged)",
+        figures,
+    )
+
+
+def _logged_ends(history: History) -> dict[tuple[int, int, str | None], float]:
+    """(job, run, worker) -> the earliest worker-log line that ended the run."""
+    out: dict[tuple[int, int, str | None], float] = {}
+    for name in _ENDING_LINES:
+        for o in history.observations(name):
+            if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
+                key = (int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))
+                out[key] = min(o.t, out.get(key, o.t))
+    return out
+
+
+def _disturbed(history: History, sigterm: Fault, worker: str, until: float) -> bool:
+    """Whether another fault that can freeze ``worker`` or hold up its writes met
+    [signal, ``until``]."""
+    for f in history.faults:
+        if f is sigterm:
+            continue
+        end = f.end if f.end is not None else float("inf")
+        if not (f.start <= until and sigterm.start <= end):
+            continue
+        if f.kind_ in DATABASE_STOPPING or f.target in (Target.POSTGRES, Target.DBLINK):
+            return True
+        if worker_of(f.target) == worker:
+            return True
+    return False
