@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from harness.checker import Verdict
 from harness.history import History
 from harness.history.records import Observation
+from harness.mutation import mutant_name
 from harness.profiles import get_profile
 from harness.randomized.checks import (
     INVARIANTS,
@@ -28,6 +30,7 @@ from harness.randomized.generator import generate
 from harness.randomized.plugin import parse_duration
 from harness.randomized.schedule import Schedule, replay_command
 from harness.randomized.shrink import shrink
+from harness.report.plugin import SCENARIO_PROPERTY
 from harness.scenario import ScenarioFactory
 from system.defects import Defect
 
@@ -121,7 +124,11 @@ def _schedule_for(config: pytest.Config, seed: int, index: int) -> Schedule:
 
 
 def test_random_run(
-    scenario: ScenarioFactory, seed: int, index: int, pytestconfig: pytest.Config
+    scenario: ScenarioFactory,
+    seed: int,
+    index: int,
+    pytestconfig: pytest.Config,
+    record_property: Callable[[str, object], None],
 ) -> None:
     schedule = _schedule_for(pytestconfig, seed, index)
     name = f"random_{schedule.seed}"
@@ -129,6 +136,8 @@ def test_random_run(
     original = schedule.save(schedules / f"{name}.json")
     raw_defect = pytestconfig.getoption("--random-defect")
     defect = Defect(raw_defect) if raw_defect else None
+    # the report files this test's failure under its run's result, not under "random_run"
+    record_property(SCENARIO_PROPERTY, name if defect is None else mutant_name(name, defect))
     profile = pytestconfig.getoption("--profile")
     replay = _replay(original, defect, profile)
     print(f"random run {name}: {len(schedule.faults)} faults, replay: {replay}")

@@ -20,6 +20,9 @@ from harness.report.build import Built, build, summary_lines
 from harness.vocabulary import DEFECT_MARK
 
 SCENARIOS_DIR = "scenarios"
+#: A test whose result is not named after the test (a random run: ``random_<seed>``) says its
+#: result's name with ``record_property(SCENARIO_PROPERTY, name)``.
+SCENARIO_PROPERTY = "bulletproof_scenario"
 MAX_ERROR = 2000
 
 
@@ -91,6 +94,8 @@ class ReportPlugin:
         if found is None:
             return
         module, test = found
+        named = dict(report.user_properties).get(SCENARIO_PROPERTY)
+        test = str(named) if named else test
         self.ran.add(report.nodeid)
         if report.skipped:
             self.skipped.append(

@@ -394,3 +394,24 @@ def test_a_failed_mutant_test_is_told_by_its_parameter_not_its_function() -> Non
     by = {r["scenario"]: r for r in out}
     assert "error" not in by["database_drop"]
     assert "MISSED" in by["database_drop__defect_supervisor_gives_up"]["error"]
+
+
+def test_a_random_runs_failure_is_filed_under_its_result_not_the_test_name() -> None:
+    # before: a failed random run added a stray "random_run" entry (verdict unknown) beside
+    # its own result random_<seed>
+    from harness.report.plugin import SCENARIO_PROPERTY, ReportPlugin
+
+    plugin = ReportPlugin(pytest.Config.__new__(pytest.Config))
+    report = pytest.TestReport(
+        "scenarios/test_random.py::test_random_run[8]",
+        ("scenarios/test_random.py", 1, "test_random_run[8]"),
+        {},
+        "failed",
+        "random_20261210008 failed job_timeout",
+        "call",
+        user_properties=[(SCENARIO_PROPERTY, "random_20261210008")],
+    )
+    plugin.pytest_runtest_logreport(report)
+    assert list(plugin.failures) == ["random_20261210008"]
+    raw = [{"scenario": "random_20261210008", "verdict": "fail"}]
+    assert [r["scenario"] for r in apply_failures(raw, plugin.failures)] == ["random_20261210008"]
