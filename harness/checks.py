@@ -71,6 +71,7 @@ TIMING_INVARIANTS = frozenset(
         Invariant.JOB_TIMEOUT,
         Invariant.RECOVERY_LATENCY,
         Invariant.HEALTH_TRANSITIONS,
+        Invariant.HEALTH_AMID_FAULTS,
         Invariant.GRACEFUL_SHUTDOWN,
         Invariant.SHUTDOWN_ABORTS,
     }

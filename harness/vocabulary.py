@@ -150,6 +150,7 @@ class Invariant(StrEnum):
     JOB_TIMEOUT = "job_timeout"
     RECOVERY_LATENCY = "recovery_latency"
     HEALTH_TRANSITIONS = "health_transitions"
+    HEALTH_AMID_FAULTS = "health_amid_faults"  # outages noticed by /health, amid other faults
     GRACEFUL_SHUTDOWN = "graceful_shutdown"
     SHUTDOWN_ABORTS = "shutdown_aborts"  # runs over by WORKER_TIMEOUT after SIGTERM, amid faults
     PROCESSES_ALIVE = "processes_alive"

@@ -88,6 +88,7 @@ def run_schedule(
                         sc.profile,
                         not_found=execution.not_found_ids,
                         failing=execution.failing_ids,
+                        workers=[f"w{i}" for i in range(1, schedule.workers + 1)],
                         tolerance=sc.calibration.tolerance,
                     ),
                 ]

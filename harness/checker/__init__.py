@@ -8,6 +8,7 @@ from harness.checker.attempt_count import check_attempt_count
 from harness.checker.calibration import check_calibration
 from harness.checker.effects import check_no_duplicate_effects
 from harness.checker.health import check_health_transitions
+from harness.checker.health_amid_faults import check_health_amid_faults
 from harness.checker.job_effects import check_job_effects
 from harness.checker.job_timeout import check_job_timeout
 from harness.checker.processes import check_processes_alive
@@ -43,6 +44,7 @@ __all__ = [
     "check_attempt_count",
     "check_calibration",
     "check_graceful_shutdown",
+    "check_health_amid_faults",
     "check_health_transitions",
     "check_job_effects",
     "check_job_timeout",

@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from harness import budgets
 from harness.checker import (
     PASS,
     UNKNOWN,
     Verdict,
     acknowledged_ids,
     check_attempt_count,
+    check_health_amid_faults,
     check_job_timeout,
     check_retry_decisions,
     check_shutdown_aborts,
@@ -29,6 +31,7 @@ from harness.checks import baseline, judged_jobs
 from harness.history.records import History
 from harness.profiles import Profile
 from harness.vocabulary import Invariant
+from system.promises import api_db_timeout, heartbeat_freshness_limit
 
 #: The invariants a random run judges (a shrink keeps the one that failed).
 INVARIANTS = (
@@ -41,6 +44,7 @@ INVARIANTS = (
     "attempt_count",
     "job_timeout",
     "shutdown_aborts",
+    "health_amid_faults",
     "retry_decisions",
 )
 
@@ -76,10 +80,12 @@ def random_checks(
     not_found: Sequence[int],
     tolerance: float,
     failing: Sequence[int] = (),
+    workers: Sequence[str] = (),
 ) -> list[Verdict]:
     """Every verdict of a random run; ``not_found`` are the jobs that must end ``failed`` at
     once, ``failing`` those that must end ``failed`` after their last allowed run;
-    ``tolerance`` is the run's calibrated one."""
+    ``tolerance`` is the run's calibrated one; ``workers`` the schedule's workers."""
+    sample = budgets.health_interval(profile) + tolerance
     expected = {job_id: "failed" for job_id in (*not_found, *failing)}
     permanent = set(not_found)
     return [
@@ -102,6 +108,14 @@ def random_checks(
             max_attempts=profile.max_retries,
         ),
         check_shutdown_aborts(history, worker_timeout=profile.worker_timeout, tolerance=tolerance),
+        check_health_amid_faults(
+            history,
+            workers=workers,
+            database_budget=api_db_timeout(profile.db_pool_timeout) + sample,
+            workers_budget=heartbeat_freshness_limit(profile.worker_heartbeat_interval) + sample,
+            # a SIGTERMed worker beats until it exits
+            shutdown_allowance=profile.worker_timeout + budgets.EXIT_MARGIN + tolerance,
+        ),
         check_retry_decisions(
             history,
             base_delay=profile.retry_base_delay,

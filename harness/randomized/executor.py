@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from harness import budgets
 from harness.backends.base import Service, ServiceError
+from harness.client import HealthMonitor
 from harness.fakeapi.app import FAILING_CATEGORY, STUCK_CATEGORY
 from harness.processes import ManagedProcess
 from harness.randomized.schedule import FaultStep, Schedule
@@ -63,6 +65,7 @@ class Executor:
         self.schedule = schedule
         self.rng = random.Random(f"workload:{schedule.seed}")
         self._stop = threading.Event()
+        self._calm = threading.Event()  # never set: the quiet period's timer
         # made before any thread starts (a defaultdict filled from threads could race)
         self._locks = {step.target: threading.Lock() for step in schedule.faults}
         self.execution = Execution()
@@ -77,19 +80,21 @@ class Executor:
             threading.Thread(target=self._fault, args=(step,), name=f"fault {i}", daemon=True)
             for i, step in enumerate(schedule.faults)
         ]
-        for thread in threads:
-            thread.start()
-        deadline = self.execution.started + schedule.horizon + 120.0
-        try:
+        # /health sampled all along (a monitor's view of the outages; health_amid_faults)
+        with HealthMonitor(sc.client, interval=budgets.health_interval(sc.profile)):
             for thread in threads:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        finally:
-            self._stop.set()
-            for thread in threads:
-                thread.join(timeout=60.0)
-        if any(t.is_alive() for t in threads):
-            self.execution.errors.append("a fault or the workload did not finish in time")
-        self._at(schedule.horizon + schedule.quiet)  # the quiet period: nothing happens
+                thread.start()
+            deadline = self.execution.started + schedule.horizon + 120.0
+            try:
+                for thread in threads:
+                    thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            finally:
+                self._stop.set()
+                for thread in threads:
+                    thread.join(timeout=60.0)
+            if any(t.is_alive() for t in threads):
+                self.execution.errors.append("a fault or the workload did not finish in time")
+            self._quiet(schedule.horizon + schedule.quiet)  # the quiet period: nothing happens
         return self.execution
 
     # -- timing ---------------------------------------------------------------------------
@@ -97,6 +102,11 @@ class Executor:
     def _at(self, offset: float) -> None:
         """Wait until ``offset`` seconds after the start (or until stopped)."""
         self._stop.wait(max(0.0, self.execution.started + offset - time.monotonic()))
+
+    def _quiet(self, offset: float) -> None:
+        """Hold, with nothing happening, until ``offset`` seconds after the start (a period of
+        the schedule, not a synchronisation; ``_at`` cannot: ``_stop`` is set by then)."""
+        self._calm.wait(max(0.0, self.execution.started + offset - time.monotonic()))
 
     def _hold(self, seconds: float) -> None:
         self._stop.wait(seconds)

@@ -59,6 +59,9 @@ def test_every_check_names_its_verdict_from_the_vocabulary() -> None:
             h, worker_timeout=1.0, abort_tolerance=0.1, exit_margin=0.3
         ),
         checker.check_shutdown_aborts(h, worker_timeout=1.0, tolerance=0.1),
+        checker.check_health_amid_faults(
+            h, workers=["w1"], database_budget=1.0, workers_budget=1.0, shutdown_allowance=2.0
+        ),
         checker.check_processes_alive(h),
         checker.check_calibration(h, smallest=1.0, what="a second"),
         check_schedule_executed([], faults_done=0, planned=0),
