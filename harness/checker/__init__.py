@@ -28,6 +28,7 @@ from harness.checker.runs import (
 )
 from harness.checker.shutdown import check_graceful_shutdown
 from harness.checker.shutdown_aborts import check_shutdown_aborts
+from harness.checker.stall_recovery import check_stall_recovery_amid_faults
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Status, Verdict, merge
 from harness.vocabulary import Invariant
 
@@ -57,6 +58,7 @@ __all__ = [
     "check_retry_decisions",
     "check_retry_schedule",
     "check_shutdown_aborts",
+    "check_stall_recovery_amid_faults",
     "could_stop",
     "expected_delay",
     "is_capped",

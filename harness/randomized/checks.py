@@ -26,6 +26,7 @@ from harness.checker import (
     check_job_timeout,
     check_retry_decisions,
     check_shutdown_aborts,
+    check_stall_recovery_amid_faults,
 )
 from harness.checks import baseline, judged_jobs
 from harness.history.records import History
@@ -45,6 +46,7 @@ INVARIANTS = (
     "job_timeout",
     "shutdown_aborts",
     "health_amid_faults",
+    "recovery_latency",
     "retry_decisions",
 )
 
@@ -115,6 +117,15 @@ def random_checks(
             workers_budget=heartbeat_freshness_limit(profile.worker_heartbeat_interval) + sample,
             # a SIGTERMed worker beats until it exits
             shutdown_allowance=profile.worker_timeout + budgets.EXIT_MARGIN + tolerance,
+        ),
+        check_stall_recovery_amid_faults(
+            history,
+            workers=workers,
+            budget=profile.worker_heartbeat_interval
+            + profile.stalled_job_threshold
+            + profile.stalled_job_check_interval
+            + profile.worker_poll_interval
+            + tolerance,
         ),
         check_retry_decisions(
             history,
