@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +128,7 @@ def test_random_run(
     seed: int,
     index: int,
     pytestconfig: pytest.Config,
-    record_property: Callable[[str, object], None],
+    request: pytest.FixtureRequest,
 ) -> None:
     schedule = _schedule_for(pytestconfig, seed, index)
     name = f"random_{schedule.seed}"
@@ -138,7 +137,9 @@ def test_random_run(
     raw_defect = pytestconfig.getoption("--random-defect")
     defect = Defect(raw_defect) if raw_defect else None
     # the report files this test's failure under its run's result, not under "random_run"
-    record_property(SCENARIO_PROPERTY, name if defect is None else mutant_name(name, defect))
+    # (user_properties directly: the record_property fixture warns under junit's xunit2)
+    scenario_name = name if defect is None else mutant_name(name, defect)
+    request.node.user_properties.append((SCENARIO_PROPERTY, scenario_name))
     profile = pytestconfig.getoption("--profile")
     replay = _replay(original, defect, profile)
     print(f"random run {name}: {len(schedule.faults)} faults, replay: {replay}")

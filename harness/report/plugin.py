@@ -21,7 +21,7 @@ from harness.vocabulary import DEFECT_MARK
 
 SCENARIOS_DIR = "scenarios"
 #: A test whose result is not named after the test (a random run: ``random_<seed>``) says its
-#: result's name with ``record_property(SCENARIO_PROPERTY, name)``.
+#: result's name in its ``user_properties``: ``(SCENARIO_PROPERTY, name)``.
 SCENARIO_PROPERTY = "bulletproof_scenario"
 MAX_ERROR = 2000
 
