@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.checker.runs import acknowledged_ids, runs_by_job, stopping_faults
+from harness.checker.runs import acknowledged_ids, meets, runs_by_job, stopping_faults
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
 from harness.vocabulary import EventType, Invariant, ObservationName, Target
@@ -154,12 +154,7 @@ def check_job_timeout(
 def _link_slowed(history: History, start: float, end: float) -> bool:
     """Whether any fault on the database link (latency included) met [start, end]."""
     horizon = history.end.finished_at if history.end else float("inf")
-    return any(
-        f.target == Target.DBLINK
-        and f.start <= end
-        and start <= (f.end if f.end is not None else horizon)
-        for f in history.faults
-    )
+    return any(f.target == Target.DBLINK and meets(start, end, f, horizon) for f in history.faults)
 
 
 def _worker_durations(history: History) -> dict[tuple[int, int, str | None], float]:

@@ -203,10 +203,11 @@ def first_event(events: list[JobEvent], type_: str) -> JobEvent | None:
 
 def overlaps(start: float, end: float, faults: list[Fault], horizon: float) -> bool:
     """Whether [start, end] meets any fault window (an open window lasts until ``horizon``)."""
-    return any(_meets(start, end, f, horizon) for f in faults)
+    return any(meets(start, end, f, horizon) for f in faults)
 
 
-def _meets(start: float, end: float, fault: Fault, horizon: float) -> bool:
+def meets(start: float, end: float, fault: Fault, horizon: float) -> bool:
+    """Whether ``fault``'s window (open: until ``horizon``) meets [start, end]."""
     f_end = fault.end if fault.end is not None else max(horizon, fault.start)
     return start <= f_end and fault.start <= end
 
@@ -230,7 +231,5 @@ def stopping_faults(history: History, run: Run, *, until: float | None = None) -
     horizon = history.end.finished_at if history.end else float("inf")
     end = run.end if run.end is not None else (until if until is not None else horizon)
     return [
-        f
-        for f in history.faults
-        if could_stop(f, run.worker) and _meets(run.start, end, f, horizon)
+        f for f in history.faults if could_stop(f, run.worker) and meets(run.start, end, f, horizon)
     ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, runs_by_job
+from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, meets, runs_by_job
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import Fault, History
 from harness.vocabulary import FaultKind, Invariant, ObservationName, Target, worker_of
@@ -117,10 +117,7 @@ def _disturbed(history: History, sigterm: Fault, worker: str, until: float) -> b
     """Whether another fault that can freeze ``worker`` or hold up its writes met
     [signal, ``until``]."""
     for f in history.faults:
-        if f is sigterm:
-            continue
-        end = f.end if f.end is not None else float("inf")
-        if not (f.start <= until and sigterm.start <= end):
+        if f is sigterm or not meets(sigterm.start, until, f, float("inf")):
             continue
         if f.kind_ in DATABASE_STOPPING or f.target in (Target.POSTGRES, Target.DBLINK):
             return True

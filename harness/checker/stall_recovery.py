@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, runs_by_job
+from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, meets, runs_by_job
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import Fault, History
 from harness.vocabulary import EventType, FaultKind, Invariant, Target, worker_of
@@ -109,8 +109,7 @@ def _recoverable(
     others = [w for w in workers if w != victim]
     down: dict[str, bool] = {w: False for w in others}
     for f in history.faults:
-        end = f.end if f.end is not None else horizon
-        if not (f.start <= until and kill.start <= end):
+        if not meets(kill.start, until, f, horizon):
             continue
         if f.kind_ in DATABASE_STOPPING or f.target in (Target.POSTGRES, Target.DBLINK):
             return False

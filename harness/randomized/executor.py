@@ -30,10 +30,6 @@ from harness.vocabulary import worker_target
 
 #: A category the fake API does not know: the job must end ``failed`` (404, not retried).
 NOT_FOUND = "nosuchcategory"
-#: A category the fake API always answers 500 for: retried to the last run, then ``failed``.
-FAILING = FAILING_CATEGORY
-#: A category the fake API never answers in time: every run times out; the last fails.
-STUCK = STUCK_CATEGORY
 CATEGORIES = ("animal", "career", "dev", "food", "science")
 PROXY_OF = {"dblink": "postgres", "jokeapi": "jokeapi"}
 TOXIC_ATTRIBUTES = {
@@ -149,7 +145,8 @@ class Executor:
                     self.execution.not_found_ids.append(done.job_id)
                 continue
             if roll < load.not_found + load.failing + load.stuck:
-                done = sc.client.submit(FAILING if roll < load.not_found + load.failing else STUCK)
+                failing = roll < load.not_found + load.failing  # else stuck
+                done = sc.client.submit(FAILING_CATEGORY if failing else STUCK_CATEGORY)
                 if done.job_id is not None:
                     self.execution.failing_ids.append(done.job_id)
                 continue
