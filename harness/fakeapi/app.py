@@ -295,7 +295,10 @@ def create_app(seed: int = 0) -> Starlette:
     state = State(seed)
 
     async def serve(request: Request) -> Response:
+        # Wall-clock start (histories align on it), duration on the monotonic clock the
+        # faults' sleeps use: wall-clock slew could make a 0.4 s hold measure 0.3999 s.
         t_start = time.time()
+        started = time.monotonic()
         record: dict[str, Any] = {
             "t_start": t_start,
             "t_end": None,
@@ -313,7 +316,7 @@ def create_app(seed: int = 0) -> Starlette:
             record["outcome"] = "error"
             response = JSONResponse({"status": 500, "error": str(exc)}, status_code=500)
         record["status"] = record["status"] or response.status_code
-        record["t_end"] = time.time()
+        record["t_end"] = t_start + (time.monotonic() - started)
         state.requests.append(record)
         return response
 
