@@ -75,6 +75,14 @@ ABORTED_LOG = re.compile(
     re.MULTILINE,
 )
 
+#: The system's line when its heartbeat watchdog gives up on the worker's database session
+#: (system/worker.py): the session's runs are aborted and re-queued.
+SESSION_LOST_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"worker session lost \((?P<reason>.*)\): stopping it to start afresh$",
+    re.MULTILINE,
+)
+
 
 def _epoch(value: Any) -> float | None:
     if isinstance(value, dt.datetime):
@@ -169,9 +177,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     line saying that job's run ended ``Aborted, to retry`` (the run is that job's last one
     started in the same log), one ``run_failed`` per task line saying a run failed and
     will be retried (its time is the retry decision's), and one ``run_timed_out`` per task
-    line saying a run's timeout fired. ``t`` is the line's time stamp (the
-    log's local time), or the file's modification time when the line has none. A missing log gives
-    nothing."""
+    line saying a run's timeout fired, and one ``session_lost`` ``{"worker": name, "reason":
+    ...}`` per line saying the worker's watchdog ended its database session. ``t`` is the line's
+    time stamp (the log's local time), or the file's modification time when the line has none.
+    A missing log gives nothing."""
     found: list[Observation] = []
     for name, path in logs.items():
         path = Path(path)
@@ -185,14 +194,13 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
         matches += [
             (m.start(), ObservationName.RUN_TIMED_OUT, m) for m in TIMEOUT_LOG.finditer(text)
         ]
+        for m in SESSION_LOST_LOG.finditer(text):
+            value = {"worker": name, "reason": m.group("reason")}
+            t = _stamp(m, fallback)
+            found.append(Observation(name=ObservationName.SESSION_LOST, value=value, t=t))
         last_run: dict[int, int] = {}
         for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
-            stamp = match.group("asctime")
-            t = (
-                dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if stamp
-                else fallback
-            )
+            t = _stamp(match, fallback)
             job_id = int(match.group("job_id"))
             if kind == ObservationName.RUN_WORKER:
                 last_run[job_id] = int(match.group("run"))
@@ -201,6 +209,14 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
             value = {"job_id": job_id, "run": last_run[job_id], "worker": name}
             found.append(Observation(name=kind, value=value, t=t))
     return sorted(found, key=lambda o: o.t)
+
+
+def _stamp(match: re.Match[str], fallback: float) -> float:
+    """The ``logging`` time stamp in front of a matched line (local time), or ``fallback``."""
+    stamp = match.group("asctime")
+    if not stamp:
+        return fallback
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def _query(value: Any) -> dict[str, Any]:

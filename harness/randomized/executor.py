@@ -24,7 +24,7 @@ from harness.backends.base import Service, ServiceError
 from harness.client import HealthMonitor
 from harness.fakeapi.app import FAILING_CATEGORY, STUCK_CATEGORY
 from harness.processes import ManagedProcess
-from harness.randomized.schedule import FaultStep, Schedule
+from harness.randomized.schedule import ALL_WORKERS, FaultStep, Schedule, hit
 from harness.scenario import ScenarioRun
 from harness.vocabulary import worker_target
 
@@ -62,8 +62,13 @@ class Executor:
         self.rng = random.Random(f"workload:{schedule.seed}")
         self._stop = threading.Event()
         self._calm = threading.Event()  # never set: the quiet period's timer
-        # made before any thread starts (a defaultdict filled from threads could race)
-        self._locks = {step.target: threading.Lock() for step in schedule.faults}
+        # one per part of the stack, made before any thread starts (a defaultdict filled
+        # from threads could race); a fault on ``workers`` takes every worker's, in order
+        self._locks = {
+            part: threading.Lock()
+            for step in schedule.faults
+            for part in hit(step.target, schedule.workers)
+        }
         self.execution = Execution()
 
     def run(self) -> Execution:
@@ -164,7 +169,10 @@ class Executor:
         try:
             # one fault at a time per target: a window may outlast its plan (a restart takes
             # a moment), and the next fault on that target must not act on a half-started process
-            with self._locks[step.target], self._window(step):
+            with contextlib.ExitStack() as held:
+                for part in sorted(hit(step.target, self.schedule.workers)):
+                    held.enter_context(self._locks[part])
+                held.enter_context(self._window(step))
                 self._hold(step.duration)
             self.execution.faults_done += 1
         except Exception as exc:  # recorded: the checker must not judge a fault that never was
@@ -172,46 +180,15 @@ class Executor:
 
     @contextlib.contextmanager
     def _window(self, step: FaultStep) -> Iterator[None]:
-        nemesis, stack = self.sc.nemesis, self.sc.stack
+        nemesis = self.sc.nemesis
         fault, target = step.fault, step.target
-        if fault == "kill" and target != "api":
-            worker = stack.worker(target)
-            with nemesis.window("kill", worker_target(target), restart=True) as window:
-                worker.kill()
-                try:
-                    yield
-                finally:
-                    window.detail["ready_after"] = round(self._start_again(worker), 4)
-        elif fault == "kill":
-            api = stack.api
-            assert api is not None
-            with nemesis.window("kill", "api", restart=True) as window:
-                api.kill()
-                try:
-                    yield
-                finally:
-                    window.detail["ready_after"] = round(self._start_again(api), 4)
-        elif fault == "sigterm":
-            worker = stack.worker(target)
-            with nemesis.window("sigterm", worker_target(target), restart=True) as window:
-                worker.terminate()
-                try:
-                    yield
-                finally:
-                    if worker.is_running():
-                        worker.kill()  # still stopping when the window ends
-                        window.detail["killed"] = True
-                    window.detail["ready_after"] = round(self._start_again(worker), 4)
-        elif fault == "pause":
-            worker = stack.worker(target)
-            if not isinstance(worker, ManagedProcess):
-                raise TypeError("pause needs a local process (the local backend)")
-            with nemesis.window("pause", worker_target(target)):
-                worker.signal(signal.SIGSTOP, group=True)
-                try:
-                    yield
-                finally:
-                    worker.signal(signal.SIGCONT, group=True)
+        if fault in ("kill", "sigterm", "pause"):
+            # every worker at once: one window per worker, all opened at the start, healed
+            # one after the other at the end (each restart waits for its worker to be ready)
+            with contextlib.ExitStack() as windows:
+                for part in hit(target, self.schedule.workers):
+                    windows.enter_context(self._process_window(fault, part))
+                yield
         elif fault in ("pg_restart", "pg_kill"):
             with nemesis.pg_down(kill=fault == "pg_kill"):
                 yield
@@ -221,3 +198,34 @@ class Executor:
         else:
             with nemesis.toxic(PROXY_OF[target], fault, dict(TOXIC_ATTRIBUTES[fault])):
                 yield
+
+    @contextlib.contextmanager
+    def _process_window(self, fault: str, target: str) -> Iterator[None]:
+        """``fault`` (kill, sigterm or pause) on one process: a worker or the API."""
+        assert target != ALL_WORKERS
+        nemesis, stack = self.sc.nemesis, self.sc.stack
+        process = stack.api if target == "api" else stack.worker(target)
+        assert process is not None
+        name = "api" if target == "api" else worker_target(target)
+        if fault == "pause":
+            if not isinstance(process, ManagedProcess):
+                raise TypeError("pause needs a local process (the local backend)")
+            with nemesis.window("pause", name):
+                process.signal(signal.SIGSTOP, group=True)
+                try:
+                    yield
+                finally:
+                    process.signal(signal.SIGCONT, group=True)
+            return
+        with nemesis.window(fault, name, restart=True) as window:
+            if fault == "kill":
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                yield
+            finally:
+                if fault == "sigterm" and process.is_running():
+                    process.kill()  # still stopping when the window ends
+                    window.detail["killed"] = True
+                window.detail["ready_after"] = round(self._start_again(process), 4)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 #: Every fault the random nemesis draws from, with the targets it applies to.
-#: ``wN`` are workers (``w*`` = any), ``api`` the API process, ``postgres`` the server,
+#: ``wN`` are workers (``w*`` = any), ``workers`` every worker at once (the host they share
+#: crashes, freezes or is redeployed), ``api`` the API process, ``postgres`` the server,
 #: ``dblink`` / ``jokeapi`` the Toxiproxy links.
 FAULTS: dict[str, tuple[str, ...]] = {
-    "kill": ("w*", "api"),  # SIGKILL, started again when the window ends
-    "sigterm": ("w*",),  # graceful stop, started again when the window ends
-    "pause": ("w*",),  # SIGSTOP ... SIGCONT (a GC pause, a frozen VM)
+    "kill": ("w*", "workers", "api"),  # SIGKILL, started again when the window ends
+    "sigterm": ("w*", "workers", "api"),  # graceful stop (a deploy), started again at the end
+    "pause": ("w*", "workers"),  # SIGSTOP ... SIGCONT (a GC pause, a frozen VM)
     "pg_restart": ("postgres",),  # fast shutdown, down for the window, started again
     "pg_kill": ("postgres",),  # SIGKILL (crash), down for the window, started again
     "proxy_down": ("dblink", "jokeapi"),  # link refused and open connections dropped
@@ -28,6 +29,16 @@ FAULTS: dict[str, tuple[str, ...]] = {
     "reset_peer": ("dblink", "jokeapi"),  # connections reset
     "latency": ("dblink", "jokeapi"),  # +500 ms each way
 }
+
+#: The target naming every worker at once.
+ALL_WORKERS = "workers"
+
+
+def hit(target: str, workers: int) -> tuple[str, ...]:
+    """The parts of the stack a fault on ``target`` acts on (``workers``: each worker)."""
+    if target == ALL_WORKERS:
+        return tuple(f"w{i}" for i in range(1, workers + 1))
+    return (target,)
 
 
 class ScheduleError(ValueError):

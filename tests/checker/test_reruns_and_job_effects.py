@@ -184,3 +184,51 @@ def test_reruns_property_fail_iff_one_is_unjustified(endings: list[str]) -> None
     assert (v.status == FAIL) == bool(bad)
     assert [int(e.split()[1]) for e in v.evidence] == bad
     assert len(v.figures["reruns"]) == sum(1 for e in endings if e != "backoff")
+
+
+FAST_SETTINGS = {
+    "worker_heartbeat_interval": 0.2,
+    "db_pool_timeout": 2.0,
+    "db_connect_timeout": 1.0,
+    "worker_timeout": 1.0,
+}
+
+
+def _fetched_as_the_pause_ended(*, lost_at: float | None, paused: bool = True) -> HistoryBuilder:
+    """Seed 20261207 run 2: w2 frozen 2.42 s (stall threshold 2.0 s) fetches job 1 2 ms after
+    SIGCONT; its watchdog has just given up on the session; w1's recovery re-queues the job."""
+    b = HistoryBuilder()
+    assert b.history.meta is not None
+    b.history.meta.settings.update(FAST_SETTINGS)
+    b.submit(1)
+    b.run(1, 2.422, 3.99, "retry", recovered=True, worker="w2")
+    b.run(1, 4.0, 4.1, worker="w1")
+    if paused:
+        b.fault("pause", "worker:w2", 0.0, 2.42)
+    if lost_at is not None:
+        b.observe("session_lost", {"worker": "w2", "reason": "heartbeat write failed"}, lost_at)
+    return b
+
+
+def test_a_run_fetched_by_a_session_its_watchdog_ended_after_a_pause_is_justified() -> None:
+    v = check_justified_reruns(_fetched_as_the_pause_ended(lost_at=None).build())
+    assert v.status == FAIL  # the pause ended before the run began: not enough on its own
+    v = check_justified_reruns(_fetched_as_the_pause_ended(lost_at=2.42).build())
+    assert v.status == PASS, v.evidence
+    (why,) = v.figures["reruns"][0]["justified_by"]
+    assert why.startswith("session lost on w2 at ") and why.endswith("after pause worker:w2")
+
+
+def test_a_session_loss_explains_nothing_without_a_fault_or_long_before_the_run() -> None:
+    # a watchdog ending sessions for no reason: its re-runs are still unjustified
+    v = check_justified_reruns(_fetched_as_the_pause_ended(lost_at=2.42, paused=False).build())
+    assert v.status == FAIL
+    # a loss more than the session's teardown limit (1 + 2 + 2 s) before the run: another session
+    b = _fetched_as_the_pause_ended(lost_at=None)
+    b.fault("pause", "worker:w2", -5.0, -4.0)  # explains the loss, which ended another session
+    b.observe("session_lost", {"worker": "w2", "reason": "heartbeat write failed"}, -2.7)
+    assert check_justified_reruns(b.build()).status == FAIL
+    # another worker's loss does not explain w2's run
+    b = _fetched_as_the_pause_ended(lost_at=None)
+    b.observe("session_lost", {"worker": "w1", "reason": "heartbeat write failed"}, 2.42)
+    assert check_justified_reruns(b.build()).status == FAIL

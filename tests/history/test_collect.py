@@ -187,3 +187,18 @@ def test_collect_run_workers_reads_when_a_runs_timeout_fired(tmp_path: Path) -> 
         (2, dt.datetime(2026, 12, 7, 6, 50, 32, 532000).timestamp()),
         (5, dt.datetime(2026, 12, 7, 6, 50, 42, 440000).timestamp()),
     ]
+
+
+def test_collect_run_workers_reads_when_a_workers_watchdog_ended_its_session(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "w2.log"
+    log.write_text(
+        "2026-12-07 08:12:40,315 WARNING system.worker: worker session lost (heartbeat write "
+        "failed: no answer within 4s): stopping it to start afresh\n"
+        "2026-12-07 08:12:42,855 WARNING system.worker: database unavailable (heartbeat write "
+        "failed: no answer within 4s): retrying in 0.1s\n"
+    )
+    (lost,) = [o for o in collect_run_workers({"w2": log}) if o.name == "session_lost"]
+    assert lost.value == {"worker": "w2", "reason": "heartbeat write failed: no answer within 4s"}
+    assert lost.t == dt.datetime(2026, 12, 7, 8, 12, 40, 315000).timestamp()

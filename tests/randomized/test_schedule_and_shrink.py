@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.randomized.generator import generate
+from harness.randomized.generator import MIXES, SEQUENTIAL, generate
 from harness.randomized.schedule import (
+    ALL_WORKERS,
     FaultStep,
     Schedule,
     ScheduleError,
     Workload,
+    hit,
     replay_command,
 )
 from harness.randomized.shrink import MIN_DURATION, shrink
@@ -31,10 +33,33 @@ def test_the_same_seed_gives_the_same_schedule_and_another_seed_another() -> Non
 def test_generated_schedules_never_overlap_on_one_target(seed: int, workers: int, n: int) -> None:
     schedule = generate(seed, workers=workers, faults=n)
     for a, b in itertools.combinations(schedule.faults, 2):
-        if a.target == b.target:
+        if set(hit(a.target, workers)) & set(hit(b.target, workers)):  # ``workers`` holds each
             assert a.end <= b.start or b.end <= a.start
     assert all(0.5 <= f.duration <= 4.0 for f in schedule.faults)
     assert Schedule.from_dict(schedule.to_dict()) == schedule
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_each_mix_draws_only_its_own_faults_and_says_which_it_is(mix: str) -> None:
+    drawn = {f.fault for seed in range(40) for f in generate(seed, mix=mix).faults}
+    assert drawn == MIXES[mix]
+    assert generate(1, mix=mix).meta == {"mix": mix}
+
+
+def test_the_processes_mix_stops_one_process_at_a_time_and_sometimes_every_worker() -> None:
+    schedules = [generate(seed, mix="processes") for seed in range(40)]
+    assert "processes" in SEQUENTIAL
+    for schedule in schedules:
+        for a, b in itertools.pairwise(schedule.faults):
+            assert a.end < b.start
+    targets = {f.target for s in schedules for f in s.faults}
+    assert {"w1", "w2", "api", ALL_WORKERS} <= targets
+
+
+def test_the_seed_draws_every_mix_and_an_unknown_one_is_refused() -> None:
+    assert {generate(seed).meta["mix"] for seed in range(30)} == set(MIXES)
+    with pytest.raises(ValueError, match="unknown mix 'chaos'; use one of"):
+        generate(1, mix="chaos")
 
 
 def test_a_schedule_file_replays_exactly(tmp_path: Path) -> None:
