@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.profiles import FAST
+from harness.randomized.checks import random_settings
 from harness.randomized.generator import MIXES, SEQUENTIAL, generate
 from harness.randomized.schedule import (
     ALL_WORKERS,
@@ -161,3 +163,11 @@ def test_the_replay_command_names_the_schedule_file_and_the_runs_defect_and_prof
     assert replay_command(path, "no-timeout", "production").endswith(
         "random_7000.json --random-defect no-timeout --profile production"
     )
+
+
+def test_random_runs_leave_a_sigterm_room_to_show_a_worker_that_waits() -> None:
+    settings = random_settings(FAST)
+    # a stuck run ends by its timeout: a SIGTERM in its first two thirds must abort it
+    assert settings["worker_timeout"] == 0.5 == FAST.job_timeout / 3
+    assert settings["retry_max_delay"] == 4 * FAST.retry_base_delay
+    FAST.replace(**settings)  # a valid profile
