@@ -78,7 +78,9 @@ class Workload:
     upstream always answers 500 for (``failing``: must be retried on its backoff schedule, then
     fail after its last allowed run), a category the upstream never answers (``stuck``: each
     run times out, is retried, the last fails; a SIGTERM during one must abort and re-queue
-    it), or calls that hang past ``JOB_TIMEOUT`` once; ``bursts``
+    it, a kill must leave it to stalled-job recovery: 10%, so that a worker killed in the
+    first 15 s has one in flight, where 5% left every judged kill of 10 runs with none), or
+    calls that hang past ``JOB_TIMEOUT`` once; ``bursts``
     5xx/429 bursts of the joke API spread over the run. The joke
     API draws from ``joke_pool`` jokes, so the same joke comes back often (an upstream that
     repeats itself): storing it twice would show."""
@@ -88,7 +90,7 @@ class Workload:
     duplicates: float = 0.1
     not_found: float = 0.05
     failing: float = 0.03
-    stuck: float = 0.05
+    stuck: float = 0.10
     hangs: float = 0.03
     bursts: int = 2
     joke_pool: int = 25
