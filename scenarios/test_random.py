@@ -27,7 +27,7 @@ from harness.randomized.checks import (
 from harness.randomized.executor import Executor
 from harness.randomized.generator import generate
 from harness.randomized.plugin import parse_duration
-from harness.randomized.schedule import Schedule, replay_command
+from harness.randomized.schedule import Schedule, schedule_replay_command
 from harness.randomized.shrink import shrink
 from harness.report.plugin import SCENARIO_PROPERTY
 from harness.scenario import ScenarioFactory
@@ -109,7 +109,7 @@ def _failed(result: dict[str, Any]) -> set[str]:
 
 
 def _replay(path: Path, defect: Defect | None = None, profile: str = "fast") -> str:
-    return replay_command(path, defect.value if defect else None, profile)
+    return schedule_replay_command(path, defect.value if defect else None, profile)
 
 
 def _schedule_for(config: pytest.Config, seed: int, index: int) -> Schedule:

@@ -179,7 +179,7 @@ class Schedule:
             raise ScheduleError(f"{path}: {exc}") from None
 
 
-def replay_command(path: Path, defect: str | None = None, profile: str = "fast") -> str:
+def schedule_replay_command(path: Path, defect: str | None = None, profile: str = "fast") -> str:
     """The command that replays the schedule saved at ``path`` exactly (the report shows it):
     ``pytest scenarios/test_random.py --schedule <file>``, with the defect and the profile the
     run had (the schedule file holds everything else: workers, workload, faults)."""

@@ -20,7 +20,7 @@ from harness.randomized.schedule import (
     ScheduleError,
     Workload,
     hit,
-    replay_command,
+    schedule_replay_command,
 )
 from harness.randomized.shrink import MIN_DURATION, shrink
 
@@ -157,10 +157,10 @@ def test_a_failure_that_needs_no_fault_shrinks_to_none() -> None:
 def test_the_replay_command_names_the_schedule_file_and_the_runs_defect_and_profile() -> None:
     # the report used to show `pytest scenarios/test_random_<seed>.py -k ...`: no such file
     path = Path("reports/schedules/random_7000.json")
-    assert replay_command(path) == (
+    assert schedule_replay_command(path) == (
         "pytest scenarios/test_random.py --schedule reports/schedules/random_7000.json"
     )
-    assert replay_command(path, "no-timeout", "production").endswith(
+    assert schedule_replay_command(path, "no-timeout", "production").endswith(
         "random_7000.json --random-defect no-timeout --profile production"
     )
 
