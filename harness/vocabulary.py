@@ -113,6 +113,7 @@ class ObservationName(StrEnum):
     RUN_ABORTED = "run_aborted"  # {job_id, run, worker}: aborted and re-queued, per its log
     RUN_FAILED = "run_failed"  # {job_id, run, worker}: failed, will retry (t: the decision)
     RUN_TIMED_OUT = "run_timed_out"  # {job_id, run, worker}: its timeout fired (t: the log line)
+    RUN_ENDED = "run_ended"  # {job_id, run, worker, status}: Procrastinate's end line, any status
     SESSION_LOST = "session_lost"  # {worker, reason}: its watchdog ended its database session
     CALIBRATION = "calibration"  # pickup latency measured before the faults
     MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)

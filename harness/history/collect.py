@@ -75,6 +75,14 @@ ABORTED_LOG = re.compile(
     re.MULTILINE,
 )
 
+#: Procrastinate's line for every run that ended in its worker, whatever the status
+#: (``Success``, ``Error``, ``Aborted``...): when the run was over in the worker's own clock,
+#: even where the write of its outcome was lost with the database session.
+ENDED_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"Job [\w.]+\[(?P<job_id>\d+)\].* ended with status: (?P<status>\w+)",
+    re.MULTILINE,
+)
 #: The system's line when its heartbeat watchdog gives up on the worker's database session
 #: (system/worker.py): the session's runs are aborted and re-queued.
 SESSION_LOST_LOG = re.compile(
@@ -177,8 +185,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     line saying that job's run ended ``Aborted, to retry`` (the run is that job's last one
     started in the same log), one ``run_failed`` per task line saying a run failed and
     will be retried (its time is the retry decision's), and one ``run_timed_out`` per task
-    line saying a run's timeout fired, and one ``session_lost`` ``{"worker": name, "reason":
-    ...}`` per line saying the worker's watchdog ended its database session. ``t`` is the line's
+    line saying a run's timeout fired, one ``run_ended`` (with its ``status``) per
+    Procrastinate line saying a run ended, whatever the status, and one ``session_lost``
+    ``{"worker": name, "reason": ...}`` per line saying the worker's watchdog ended its
+    database session. ``t`` is the line's
     time stamp (the log's local time), or the file's modification time when the line has none.
     A missing log gives nothing."""
     found: list[Observation] = []
@@ -194,10 +204,11 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
         matches += [
             (m.start(), ObservationName.RUN_TIMED_OUT, m) for m in TIMEOUT_LOG.finditer(text)
         ]
+        matches += [(m.start(), ObservationName.RUN_ENDED, m) for m in ENDED_LOG.finditer(text)]
         for m in SESSION_LOST_LOG.finditer(text):
-            value = {"worker": name, "reason": m.group("reason")}
+            lost = {"worker": name, "reason": m.group("reason")}
             t = _stamp(m, fallback)
-            found.append(Observation(name=ObservationName.SESSION_LOST, value=value, t=t))
+            found.append(Observation(name=ObservationName.SESSION_LOST, value=lost, t=t))
         last_run: dict[int, int] = {}
         for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
             t = _stamp(match, fallback)
@@ -206,7 +217,9 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
                 last_run[job_id] = int(match.group("run"))
             elif job_id not in last_run:
                 continue  # a run this log never showed starting
-            value = {"job_id": job_id, "run": last_run[job_id], "worker": name}
+            value: dict[str, Any] = {"job_id": job_id, "run": last_run[job_id], "worker": name}
+            if kind == ObservationName.RUN_ENDED:
+                value["status"] = match.group("status")
             found.append(Observation(name=kind, value=value, t=t))
     return sorted(found, key=lambda o: o.t)
 

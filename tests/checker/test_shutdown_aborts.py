@@ -69,3 +69,28 @@ def test_no_run_in_flight_says_there_was_nothing_to_abort() -> None:
     b.fault("sigterm", "worker:w1", 0.5, 1.0, exit_code=0)
     status, summary, _ = _check(b.build())
     assert status == PASS and summary.startswith("nothing to abort")
+
+
+def _run_whose_outcome_write_was_lost(*, ended_in_worker: float) -> HistoryBuilder:
+    """Seed 20261214 run 7: job 1's run on w1 starts at 0.0; the database link is blackholed
+    and PostgreSQL killed (until 3.0), so its ``succeeded`` write is lost with the session; the
+    SIGTERM comes at 3.4 and stalled-job recovery ends the job at 7.0."""
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 7.0, worker="w1")
+    b.fault("timeout", "dblink", 0.01, 1.9)
+    b.fault("pg_kill", "postgres", 1.6, 2.8)
+    b.fault("sigterm", "worker:w1", 3.4, 5.0, exit_code=0)
+    b.observe("run_worker", {"job_id": 1, "run": 1, "worker": "w1"}, 0.001)
+    ended = {"job_id": 1, "run": 1, "worker": "w1", "status": "Success"}
+    b.observe("run_ended", ended, ended_in_worker)
+    return b
+
+
+def test_a_run_that_ended_in_its_worker_before_the_signal_was_not_in_flight() -> None:
+    status, summary, _ = _check(_run_whose_outcome_write_was_lost(ended_in_worker=0.02).build())
+    assert status == PASS and summary.startswith("nothing to abort: no run in flight at 1")
+    # the same run, its worker's end line after WORKER_TIMEOUT: in flight, and too long
+    late = _run_whose_outcome_write_was_lost(ended_in_worker=4.9).build()
+    status, _, evidence = _check(late)
+    assert status == FAIL and "ended succeeded 1.500s after it" in evidence[0]

@@ -202,3 +202,17 @@ def test_collect_run_workers_reads_when_a_workers_watchdog_ended_its_session(
     (lost,) = [o for o in collect_run_workers({"w2": log}) if o.name == "session_lost"]
     assert lost.value == {"worker": "w2", "reason": "heartbeat write failed: no answer within 4s"}
     assert lost.t == dt.datetime(2026, 12, 7, 8, 12, 40, 315000).timestamp()
+
+
+def test_collect_run_workers_reads_when_each_run_ended_whatever_its_status(tmp_path: Path) -> None:
+    log = tmp_path / "w1.log"
+    log.write_text(
+        "2026-12-07 10:58:16,484 INFO system.tasks: Job 80: Fetching joke (attempt 2/5)\n"
+        "2026-12-07 10:58:16,502 INFO procrastinate.worker: Job fetch_and_cache_joke[80]"
+        "(category='animal') ended with status: Success, lasted 0.019 s - Result: sFy2\n"
+        "2026-12-07 10:58:17,100 INFO procrastinate.worker: Job health_check_task[81]() "
+        "ended with status: Success, lasted 0.005 s\n"
+    )
+    (ended,) = [o for o in collect_run_workers({"w1": log}) if o.name == "run_ended"]
+    assert ended.value == {"job_id": 80, "run": 2, "worker": "w1", "status": "Success"}
+    assert ended.t == dt.datetime(2026, 12, 7, 10, 58, 16, 502000).timestamp()
