@@ -28,7 +28,7 @@ from typing import Literal
 import psycopg
 
 from harness.ports import free_port
-from harness.wait import wait_for
+from harness.wait import WaitTimeout, wait_for
 
 DIR_PREFIX = "bulletproof-pg-"
 OWNER_FILE = "owner.pid"
@@ -140,11 +140,20 @@ def _describe(pids: Sequence[int]) -> str:
     return "; ".join(found)
 
 
+#: The server log's hint when a crashed server's process still holds the data directory.
+_OLD_SERVER = "Terminate any old server processes"
+
+
 def _kill_postmaster(data_dir: Path) -> int | None:
     """SIGKILL the postmaster of ``data_dir`` and all its children; return its pid."""
     pid = _read_postmaster_pid(data_dir)
     if pid is None or not _pid_alive(pid):
         return None
+    # Frozen first: a postmaster that forked a backend between the listing of its children and
+    # its own SIGKILL left that backend alive, attached to the shared memory, and the next
+    # start refused ("Terminate any old server processes", a red CI).
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)
     victims = [pid, *_children_of(pid)]
     for victim in victims:
         with contextlib.suppress(ProcessLookupError):
@@ -273,6 +282,30 @@ class LocalPostgres:
         if self.is_running():
             return 0.0
         started = time.monotonic()
+
+        def attempt() -> bool:
+            self._spawn()
+            try:
+                self.wait_ready(timeout=max(1.0, timeout - (time.monotonic() - started)))
+            except PostgresError as exc:
+                # A backend of a crashed server still attached to its shared memory: it exits
+                # once it notices the postmaster is gone. Started again, as a supervisor would,
+                # until the timeout; any other refusal is raised at once.
+                if _OLD_SERVER not in str(exc):
+                    raise
+                return False
+            return True
+
+        try:
+            wait_for(attempt, timeout=timeout, what="PostgreSQL to start", interval=0.05)
+        except WaitTimeout:
+            raise PostgresError(
+                f"postgres did not start within {timeout}s: a crashed server's process still "
+                f"holds {self.data_dir}{self._log_tail()}"
+            ) from None
+        return time.monotonic() - started
+
+    def _spawn(self) -> None:
         log = self.log_file.open("ab")
         try:
             self._proc = subprocess.Popen(
@@ -287,8 +320,6 @@ class LocalPostgres:
             )
         finally:
             log.close()
-        self.wait_ready(timeout=timeout)
-        return time.monotonic() - started
 
     def wait_ready(self, *, timeout: float = 30.0) -> float:
         """Poll until a query succeeds; return the measured wait."""

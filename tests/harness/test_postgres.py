@@ -135,3 +135,66 @@ def test_a_client_silent_during_a_stop_holds_it_only_briefly(
     assert not postgres.is_running()
     assert held < 15, f"a silent client held the stop for {held:.1f}s"
     postgres.start()
+
+
+def test_a_crash_amid_new_connections_leaves_no_backend_to_block_the_restart(
+    postgres: LocalPostgres, pg_dsn: str
+) -> None:
+    """The postmaster forks a backend for each connection: one forked between the listing of
+    its children and its SIGKILL survived, and the restart refused ("Terminate any old server
+    processes"). Clients connect all the while; each crash must be followed by a clean start."""
+    stop = threading.Event()
+
+    def connect_all_along() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(psycopg.Error):
+                psycopg.connect(pg_dsn, connect_timeout=1).close()
+
+    clients = [threading.Thread(target=connect_all_along, daemon=True) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        for _ in range(5):
+            wait_for(lambda: postgres.is_running(), timeout=5, what="the server")
+            assert postgres.kill() is not None
+            postgres.start(timeout=10)  # raises PostgresError if an old backend is left
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=5)
+
+
+def test_a_start_refused_for_an_old_backend_is_tried_again_and_other_refusals_are_not(
+    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal is the spawned server's own exit; here it is played by a stand-in."""
+    old = PostgresError(
+        "postgres exited with code 1 (server log: HINT:  Terminate any old "
+        "server processes associated with data directory)"
+    )
+    postgres.kill()
+    refusals = [old, old]
+    pending: list[PostgresError] = []
+    real_spawn, real_ready = postgres._spawn, postgres.wait_ready
+
+    def spawn() -> None:
+        if refusals:
+            pending.append(refusals.pop())  # this attempt's server exits at once
+        else:
+            real_spawn()
+
+    def ready(*, timeout: float = 30.0) -> float:
+        if pending:
+            raise pending.pop()
+        return real_ready(timeout=timeout)
+
+    monkeypatch.setattr(postgres, "_spawn", spawn)
+    monkeypatch.setattr(postgres, "wait_ready", ready)
+    postgres.start(timeout=10)  # two refusals, then the real server
+    assert postgres.is_running() and not refusals
+    postgres.kill()
+    refusals.append(PostgresError("postgres exited with code 1 (server log: FATAL: bad config)"))
+    with pytest.raises(PostgresError, match="bad config"):
+        postgres.start(timeout=10)
+    monkeypatch.undo()
+    postgres.start()
