@@ -11,6 +11,7 @@ The figures show the measured detection latency against both bounds: the seed do
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -43,11 +44,25 @@ def lose_a_worker(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
     jobs = sorted(j for j, w in placement.items() if w == victim)
     sc.observe("victim", {"worker": victim, "jobs": jobs})
     sc.nemesis.kill_worker(victim, restart=False)
+
     # The survivor must be running jobs of its own while its recovery sweeps: a recovery that
     # ignores the threshold re-runs exactly those. All n may have gone to the victim (one
-    # worker can fetch them all); jobs submitted now can only go to the survivor.
-    sc.nemesis.arm_api_fault("slow", delay=slow, count=SURVIVOR_JOBS)
-    sc.client.submit_many(SURVIVOR_JOBS)
+    # worker can fetch them all); jobs submitted now can only go to the survivor. A wave every
+    # half a slow call until the victim's jobs were taken back: the first sweep can come a
+    # whole threshold late (the victim was running the recovery task itself when it died),
+    # after a single wave had ended (a CI run missed stall-threshold-ignored that way).
+    def recovered() -> bool:
+        status, on = sc.statuses(jobs), sc.running_on(jobs)
+        return all(status.get(j) != "doing" or on.get(j) != victim for j in jobs)
+
+    deadline = time.monotonic() + budgets.stall_recovery(p, sc.calibration) + slow
+    waves = 0
+    while waves == 0 or (not recovered() and time.monotonic() < deadline):
+        sc.nemesis.arm_api_fault("slow", delay=slow, count=SURVIVOR_JOBS)
+        sc.client.submit_many(SURVIVOR_JOBS)
+        waves += 1
+        sc.hold_until(recovered, timeout=slow / 2, what="victim jobs taken back", strict=False)
+    sc.observe("survivor_waves", {"waves": waves, "jobs_each": SURVIVOR_JOBS})
 
     def checks(h: History) -> list[Verdict]:
         return [
