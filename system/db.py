@@ -198,13 +198,15 @@ async def close_pool(pool: psycopg_pool.AsyncConnectionPool, timeout: float) -> 
     """Close ``pool`` within ``timeout`` seconds, whatever state the server is in.
 
     Gives up waiting (without awaiting a cancellation, which psycopg may stretch by seconds
-    on a blackholed connection) and leaves the rest to the garbage collector.
+    on a blackholed connection) and leaves the rest to the garbage collector. The pool's own
+    wait for its background workers gets half of ``timeout``; closing its connections the rest.
     """
-    closing = asyncio.create_task(pool.close(timeout=timeout), name="close pool")
+    closing = asyncio.create_task(pool.close(timeout=timeout / 2), name="close pool")
     closing.add_done_callback(retrieve_outcome)
-    await asyncio.wait({closing}, timeout=timeout + 1.0)
+    if timeout > 0:
+        await asyncio.wait({closing}, timeout=timeout)
     if not closing.done():
-        logger.warning("closing the connection pool took over %.1fs: abandoned", timeout + 1.0)
+        logger.warning("closing the connection pool took over %.2fs: abandoned", timeout)
     elif not closing.cancelled() and closing.exception() is not None:
         logger.warning("closing the connection pool failed: %s", closing.exception())
 

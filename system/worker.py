@@ -42,7 +42,11 @@ from system.defects import Defect
 from system.durations import format_duration
 from system.joblogs import quiet_abort_tracebacks
 from system.jokes import HTTP_TIMEOUT
-from system.promises import heartbeat_freshness_limit, session_teardown_limit
+from system.promises import (
+    SESSION_TEARDOWN_MARGIN,
+    heartbeat_freshness_limit,
+    session_teardown_limit,
+)
 from system.settings import Settings
 from system.tasks import (
     HEALTH_TASK,
@@ -73,6 +77,8 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _FIRST_RECONNECT_DELAY = 0.1
+#: A lost session's teardown ending this much past its limit is a warning (event-loop lag).
+_TEARDOWN_SLACK = 0.25
 
 #: Recovery and health checks jump the queue: with every slot busy they run at the next free
 #: one instead of behind the backlog (Procrastinate fetches by priority, then id).
@@ -254,6 +260,11 @@ class Supervisor:
         http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         side_tasks: list[asyncio.Task[Any]] = []
         run_task: asyncio.Task[None] | None = None
+        # set when the session is lost: the whole teardown (stopping the worker, cancelling
+        # the rest, closing the pool and the HTTP client) ends by then (the system's promise)
+        ends_by: float | None = None
+        lost_at = 0.0
+        teardown_limit = session_teardown_limit(settings.worker_timeout, settings.db_pool_timeout)
         try:
             app = self.app_factory(settings, PsycopgConnector())
             if isinstance(app.job_manager, RetryAwareJobManager):
@@ -321,9 +332,18 @@ class Supervisor:
             assert watchdog is not None
             reason = watchdog.result()
             logger.warning("worker session lost (%s): stopping it to start afresh", reason)
-            await self._end_worker(worker, run_task)
+            lost_at = time.monotonic()
+            ends_by = lost_at + teardown_limit
+            await self._end_worker(worker, run_task, cleanup=SESSION_TEARDOWN_MARGIN)
             return reason
         finally:
+
+            def within(cap: float) -> float:
+                """``cap`` seconds, or what is left of the teardown limit if less."""
+                if ends_by is None:
+                    return cap
+                return max(0.0, min(cap, ends_by - time.monotonic()))
+
             self._worker = None
             for task in side_tasks:
                 task.cancel()
@@ -334,12 +354,21 @@ class Supervisor:
             leftovers = [*side_tasks, *([run_task] if run_task is not None else [])]
             for task in leftovers:
                 task.add_done_callback(db.retrieve_outcome)
-            if leftovers:
-                await asyncio.wait(leftovers, timeout=2.0)
-            await db.close_pool(pool, timeout=2.0)
+            if leftovers and within(2.0) > 0:
+                await asyncio.wait(leftovers, timeout=within(2.0))
+            await db.close_pool(pool, timeout=within(2.0))
             closing = asyncio.create_task(http.aclose(), name="close http client")
             closing.add_done_callback(db.retrieve_outcome)
-            await asyncio.wait({closing}, timeout=2.0)
+            if within(2.0) > 0:
+                await asyncio.wait({closing}, timeout=within(2.0))
+            if ends_by is not None:
+                took = time.monotonic() - lost_at
+                logger.log(
+                    logging.WARNING if took > teardown_limit + _TEARDOWN_SLACK else logging.INFO,
+                    "lost session ended in %.2fs (limit %s)",
+                    took,
+                    format_duration(teardown_limit),
+                )
 
     async def _wait_registered(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
         # Worker.run() registers the worker row first, then starts fetching: `worker_id`
@@ -400,15 +429,21 @@ class Supervisor:
         else:
             logger.warning("database back: worker resumed name=%s", self.name)
 
-    async def _end_worker(self, worker: Worker, run_task: asyncio.Task[None]) -> None:
-        """Stop a worker whose session is lost; give up waiting after a bounded time."""
+    async def _end_worker(
+        self, worker: Worker, run_task: asyncio.Task[None], *, cleanup: float
+    ) -> None:
+        """Stop a worker whose session is lost: its running jobs get ``WORKER_TIMEOUT``, its
+        pending database calls the pool timeout; then it is cancelled, leaving ``cleanup``
+        seconds of the teardown limit to close the rest."""
         _stop_worker(worker)
-        budget = session_teardown_limit(self.settings.worker_timeout, self.settings.db_pool_timeout)
+        budget = (
+            session_teardown_limit(self.settings.worker_timeout, self.settings.db_pool_timeout)
+            - cleanup
+        )
         done, _ = await asyncio.wait({run_task}, timeout=budget)
         if not done:
             logger.warning("worker did not stop within %s: cancelling it", format_duration(budget))
             run_task.cancel()
-            await asyncio.wait({run_task}, timeout=2.0)
 
     async def _watchdog(
         self,

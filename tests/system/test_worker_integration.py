@@ -6,6 +6,7 @@ Timings come from the ``fast`` profile (base delay 0.2 s, heartbeat 0.2 s, stall
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from harness.fakeapi.client import FakeApiClient
 from harness.postgres import LocalPostgres
 from harness.wait import wait_for
 from system.db import JOB_EFFECTS_TABLE
+from system.promises import session_teardown_limit
 
 if TYPE_CHECKING:
     from conftest import Sut  # the fixture's class (tests/system/conftest.py)
@@ -266,6 +268,34 @@ def test_a_postgres_crash_ends_the_session_at_once_and_it_resumes_at_once(
     assert resumed <= 3.0, resumed
     job_ids = sut.defer(2)
     sut.wait_status(job_ids, {"succeeded"}, timeout=10)
+
+
+def test_a_lost_session_ends_within_the_teardown_limit(
+    sut: Sut, local_pg: LocalPostgres, jokeapi: FakeApiClient
+) -> None:
+    """Jobs in flight, then PostgreSQL crashes and stays away: stopping the worker, its
+    database writes, cancelling it, closing the pool and the HTTP client all share one limit
+    (``session_teardown_limit``: the harness's budgets count on it). Each of those steps had
+    its own 2-3 s wait on top of the limit: a 0.2 s crash once kept a worker out for 6 s."""
+    sut.overrides["JOB_TIMEOUT"] = "10s"  # the jobs are still running when the session ends
+    sut.migrate()
+    worker = sut.worker("w1")
+    limit = session_teardown_limit(sut.setting("worker_timeout"), sut.setting("db_pool_timeout"))
+    jokeapi.slow(5.0, count=3)
+    jobs = sut.defer(3)
+    sut.wait_status(jobs, {"doing"}, timeout=10)
+    local_pg.kill()
+    ended = wait_for(
+        lambda: re.search(r"lost session ended in ([0-9.]+)s", worker.output()),
+        timeout=limit + 10,
+        what="the lost session to end",
+    )
+    took = float(ended.value.group(1))
+    print(f"\nlost session ended in {took:.2f}s, limit {limit:.2f}s")
+    assert took <= limit + SLACK, (took, limit)
+    local_pg.start()
+    sut.wait_status(jobs, {"succeeded"}, timeout=30)
+    assert worker.is_running()
 
 
 def test_outage_longer_than_pool_timeout_loses_nothing(
