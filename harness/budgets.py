@@ -20,7 +20,9 @@ Derivations (also shown in the report's figures):
 - **reconnect** = connect timeout + capped reconnect delay + heartbeat + poll + tolerance.
 - **/health**: 503 within the system's freshness limit + a sampling interval + tolerance after
   a worker dies; within the API's database timeout + sampling + tolerance after the database
-  goes; 200 within reconnect + heartbeat + sampling after healing.
+  goes; 200 within reconnect + heartbeat + sampling after healing, plus the system's
+  promised teardown of a lost session after a fault that ends the workers' sessions (the
+  teardown may start as a short database outage ends).
 """
 
 from __future__ import annotations
@@ -155,6 +157,20 @@ def health_detect(p: Profile, cal: Calibration) -> dict[str, float]:
 def health_recover(p: Profile, cal: Calibration) -> float:
     """Budget from a fault's end to ``/health`` saying 200 again."""
     return reconnect(p, cal) + p.worker_heartbeat_interval + health_interval(p) + cal.tolerance
+
+
+#: Fault kinds that end the workers' database sessions (PostgreSQL down, the link cut).
+SESSION_ENDING = ("pg_kill", "pg_restart", "proxy_down")
+
+
+def health_recover_after(p: Profile, cal: Calibration) -> dict[str, float]:
+    """Budget per fault kind from a fault's end to ``/health`` saying 200 again (``"*"``: the
+    default). A fault in :data:`SESSION_ENDING` may end a worker's session at its very end
+    (a 0.2 s PostgreSQL crash): the worker then tears the session down, within the system's
+    own limit, before it reconnects, and its heartbeat goes stale meanwhile."""
+    base = health_recover(p, cal)
+    teardown = session_teardown_limit(p.worker_timeout, p.db_pool_timeout)
+    return {**{kind: round(base + teardown, 4) for kind in SESSION_ENDING}, "*": base}
 
 
 def pickup(p: Profile) -> float:

@@ -54,7 +54,7 @@ def outage(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], *, at_le
             what="the outage to last and /health to notice it",
             strict=False,
         )
-    sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
+    sc.await_health(healthy=True, timeout=budgets.health_recover_after(p, cal)["pg_kill"])
     sc.client.submit_many(2)  # after the outage: these must run
 
 
@@ -86,7 +86,7 @@ def drop_the_database(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]
             check_health_transitions(
                 h,
                 detect_budget=budgets.health_detect(p, cal),
-                recover_budget=budgets.health_recover(p, cal),
+                recover_budget=budgets.health_recover_after(p, cal),
                 fault_kinds=("proxy_down", "pg_kill"),
             ),
         ]

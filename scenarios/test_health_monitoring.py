@@ -45,7 +45,8 @@ def noticed(sc: ScenarioRun, fault: AbstractContextManager[FaultHandle], kind: s
         sc.await_health(
             healthy=False, since=window.start, timeout=1.5 * detect.get(kind, detect["*"])
         )
-    sc.await_health(healthy=True, timeout=budgets.health_recover(p, cal))
+    recover = budgets.health_recover_after(p, cal)
+    sc.await_health(healthy=True, timeout=recover.get(kind, recover["*"]))
 
 
 def watch_health(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
@@ -76,7 +77,7 @@ def watch_health(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]:
             check_health_transitions(
                 h,
                 detect_budget=budgets.health_detect(p, cal),
-                recover_budget=budgets.health_recover(p, cal),
+                recover_budget=budgets.health_recover_after(p, cal),
                 fault_kinds=("kill", "pg_restart"),
             ),
             check_processes_alive(h),

@@ -32,7 +32,7 @@ def check_health_transitions(
     history: History,
     *,
     detect_budget: float | Mapping[str, float],
-    recover_budget: float,
+    recover_budget: float | Mapping[str, float],
     fault_kinds: Iterable[str] | None = None,
 ) -> Verdict:
     """From ``health_status`` observations (HTTP status, or null when /health did not answer),
@@ -42,7 +42,9 @@ def check_health_transitions(
       budget, or one per fault kind with ``"*"`` as the default). A later one is ``late``; a
       window with only non-answers is ``no answer`` (never counted as detection); a window with
       only 200s is ``missed``. A window shorter than its budget need not be detected;
-    - after the window ends, a 200 comes within ``recover_budget``;
+    - after the window ends, a 200 comes within ``recover_budget`` (one budget, or one per
+      fault kind as above: a fault that ends the workers' database sessions may be followed
+      by their teardown);
     - once healthy, a non-200 outside every [start, end + recover_budget] window is a false
       alarm, and the last observation is 200 (unless it falls inside a recovery window).
 
@@ -60,14 +62,18 @@ def check_health_transitions(
         "detect_budget": detect_budget
         if isinstance(detect_budget, float | int)
         else dict(detect_budget),
-        "recover_budget": recover_budget,
+        "recover_budget": recover_budget
+        if isinstance(recover_budget, float | int)
+        else dict(recover_budget),
         "transitions": transitions,
     }
     if not obs:
         return Verdict(NAME, UNKNOWN, "no /health observation recorded", figures)
     evidence: list[str] = []
     for f in faults:
-        row, problems = _transition(f, obs, _budget(detect_budget, f.kind_), recover_budget)
+        row, problems = _transition(
+            f, obs, _budget(detect_budget, f.kind_), _budget(recover_budget, f.kind_)
+        )
         transitions.append(row)
         evidence.extend(problems)
     # only the judged kinds excuse a non-200 (a joke API fault never should)
@@ -76,12 +82,16 @@ def check_health_transitions(
     if first_ok is None:
         evidence.append("/health never said 200")
     else:
-        windows = [(f.start, (f.end or f.start) + recover_budget) for f in excusing]
+        windows = [
+            (f.start, (f.end or f.start) + _budget(recover_budget, f.kind_)) for f in excusing
+        ]
         for t, v in obs:
             if t > first_ok and v != OK and not any(a <= t <= b for a, b in windows):
                 evidence.append(f"/health said {v} at {t:.3f} with no fault open: false alarm")
                 break
-    settled = max(((f.end or f.start) + recover_budget for f in excusing), default=0.0)
+    settled = max(
+        ((f.end or f.start) + _budget(recover_budget, f.kind_) for f in excusing), default=0.0
+    )
     if obs[-1][1] != OK and obs[-1][0] > settled:
         evidence.append(f"/health ended at {obs[-1][1]}, not 200")
     if evidence:
@@ -93,7 +103,7 @@ def check_health_transitions(
         NAME,
         PASS,
         f"/health answered non-200 within budget during {detected} of {len(faults)} faults "
-        f"(the others shorter than their budget) and 200 within {recover_budget:.3f}s after "
+        f"(the others shorter than their budget) and 200 within its recovery budget after "
         f"each ({len(obs)} samples)",
         figures,
     )
@@ -153,5 +163,5 @@ def _budget(budget: float | Mapping[str, float], kind: str) -> float:
     if kind in budget:
         return float(budget[kind])
     if "*" not in budget:
-        raise ValueError(f"no detection budget for fault kind {kind!r} and no '*' default")
+        raise ValueError(f"no budget for fault kind {kind!r} and no '*' default")
     return float(budget["*"])

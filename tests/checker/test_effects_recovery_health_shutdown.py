@@ -348,6 +348,30 @@ def test_health_may_still_flap_inside_the_recovery_window() -> None:
     assert v.status == FAIL
 
 
+def test_health_recovery_budget_per_fault_kind() -> None:
+    # a 0.2 s PostgreSQL crash: the worker's lost session is torn down after the fault ended,
+    # so /health goes stale 1.5 s later; the pg_kill budget (teardown + reconnect) covers it
+    samples = [(0.0, 200), (2.1, 200), (2.4, 200), (3.7, 503), (5.0, 503), (6.0, 200)]
+    budgets = {"pg_kill": 4.5, "*": 1.0}
+    v = check_health_transitions(
+        _health(samples, (2.0, 2.2)).build(), detect_budget=1.0, recover_budget=budgets
+    )
+    assert v.status == PASS, v.evidence
+    assert v.figures["recover_budget"] == budgets
+    # the same stretch after a fault kind without that allowance is a false alarm
+    v = check_health_transitions(
+        _health(samples, (2.0, 2.2)).build(), detect_budget=1.0, recover_budget={"*": 1.0}
+    )
+    assert v.status == FAIL and "3.700 with no fault open: false alarm" in v.evidence[0]
+    # and 503 past the pg_kill budget is one too
+    v = check_health_transitions(
+        _health([*samples[:-1], (7.0, 503), (7.5, 200)], (2.0, 2.2)).build(),
+        detect_budget=1.0,
+        recover_budget=budgets,
+    )
+    assert v.status == FAIL and "7.000 with no fault open: false alarm" in v.evidence[0]
+
+
 def _stalls(rerun_after: dict[int, float | None]) -> HistoryBuilder:
     """Jobs running on w1 when it is killed at 1.0 (window until 1.5); each runs again
     ``rerun_after[job]`` seconds after the window's end (None: never)."""
@@ -426,7 +450,7 @@ def test_health_always_ok_fails_and_a_missing_budget_is_an_error() -> None:
         _health(samples, (2.0, 6.0)).build(), detect_budget=1.0, recover_budget=1.0
     )
     assert v.status == FAIL and v.figures["transitions"][0]["outcome"] == "missed"
-    with pytest.raises(ValueError, match="no detection budget for fault kind 'pg_kill'"):
+    with pytest.raises(ValueError, match="no budget for fault kind 'pg_kill'"):
         check_health_transitions(
             _health(samples, (2.0, 6.0)).build(), detect_budget={"kill": 1.0}, recover_budget=1.0
         )
