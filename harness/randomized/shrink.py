@@ -1,6 +1,9 @@
 """Shrink a failing schedule to a smaller one that still fails the same invariant.
 
-Delta debugging (Zeller's ddmin) over the faults, then halving each remaining fault's
+First one try at merging: worker stops (kill, SIGTERM, pause of single workers) that together
+left every worker stopped at once become one stop of every worker spanning them, so a failure
+that needs all workers down does not depend on how long other faults delayed a restart. Then
+delta debugging (Zeller's ddmin) over the faults, then halving each remaining fault's
 duration, then fewer jobs, then fewer workers, each candidate judged by re-running the real
 stack (``fails``). Why delta debugging and not Hypothesis' shrinker: a trial costs tens of
 seconds of real processes, so the search must be small and predictable: ddmin needs
@@ -16,11 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from harness.randomized.schedule import FaultStep, Schedule
+from harness.randomized.schedule import ALL_WORKERS, FaultStep, Schedule, hit
 
 #: A fault is not shortened below this (seconds): shorter faults stop exercising anything.
 MIN_DURATION = 0.25
 MIN_JOBS = 5
+#: Faults that stop a worker (merged into one stop of every worker when they overlap).
+WORKER_STOPS = ("kill", "sigterm", "pause")
 
 
 @dataclass
@@ -70,8 +75,9 @@ def shrink(
         return failed
 
     try:
-        faults = _ddmin(list(schedule.faults), lambda fs: test(schedule.with_faults(fs)))
-        current = schedule.with_faults(faults)
+        merged = _merge_worker_stops(schedule, test)
+        faults = _ddmin(list(merged.faults), lambda fs: test(merged.with_faults(fs)))
+        current = merged.with_faults(faults)
         current = _shorten(current, test)
         current = _fewer_jobs(current, test)
         _fewer_workers(current, test)
@@ -111,6 +117,34 @@ def _ddmin(items: list[FaultStep], fails: Callable[[Sequence[FaultStep]], bool])
     if len(items) == 1 and fails([]):
         return []
     return items
+
+
+def _merge_worker_stops(schedule: Schedule, test: Callable[[Schedule], bool]) -> Schedule:
+    """``schedule`` with its single-worker stops replaced by one stop of every worker from the
+    first one's start to the last one's end, if they left every worker stopped at some moment
+    and that schedule fails (tried once per kind among them, the earliest's first)."""
+    workers = set(hit(ALL_WORKERS, schedule.workers))
+    stops = [f for f in schedule.faults if f.fault in WORKER_STOPS and f.target in workers]
+    if len(stops) < 2 or not _every_worker_stopped(stops, workers):
+        return schedule
+    rest = [f for f in schedule.faults if f not in stops]
+    start, end = min(f.start for f in stops), max(f.end for f in stops)
+    for kind in dict.fromkeys(f.fault for f in sorted(stops, key=lambda f: f.start)):
+        step = FaultStep(
+            start=start, duration=round(end - start, 2), fault=kind, target=ALL_WORKERS
+        )
+        candidate = schedule.with_faults([*rest, step])
+        if test(candidate):
+            return candidate
+    return schedule
+
+
+def _every_worker_stopped(stops: Sequence[FaultStep], workers: set[str]) -> bool:
+    """Whether at some moment each of ``workers`` is inside one of ``stops``' windows."""
+    return any(
+        all(any(f.target == w and f.start <= s.start < f.end for f in stops) for w in workers)
+        for s in stops
+    )
 
 
 def _shorten(schedule: Schedule, test: Callable[[Schedule], bool]) -> Schedule:

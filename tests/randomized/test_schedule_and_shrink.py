@@ -146,6 +146,51 @@ def test_shrinking_stops_at_its_budget_with_the_smallest_failure_seen() -> None:
     assert len(result.minimal.faults) >= 3 and len(result.minimal.faults) <= len(schedule.faults)
 
 
+def _stop(start: float, duration: float, fault: str, target: str) -> FaultStep:
+    return FaultStep(start=start, duration=duration, fault=fault, target=target)
+
+
+def test_worker_stops_that_left_every_worker_down_merge_into_one_stop_of_every_worker() -> None:
+    # the seed-20261207 health-ignores-heartbeat failure: w2 killed, w1 SIGTERMed while w2
+    # was down; the outage lasted long enough only because database faults slowed w2's
+    # restart, so no subset of the split faults failed again reliably (10 min: 4 faults left)
+    kill, term = _stop(2.13, 2.91, "kill", "w2"), _stop(3.6, 3.91, "sigterm", "w1")
+    others = [
+        _stop(2.19, 2.26, "timeout", "dblink"),
+        _stop(5.65, 1.29, "latency", "dblink"),
+        _stop(7.27, 3.13, "latency", "dblink"),
+        _stop(7.43, 1.61, "pg_restart", "postgres"),
+    ]
+    schedule = generate(1, workers=2, faults=0).with_faults([kill, term, *others])
+
+    def bug(s: Schedule) -> bool:  # every worker down for 2 s: /health must have noticed
+        every = any(f.target == ALL_WORKERS and f.duration >= 2.0 for f in s.faults)
+        slowed = {kill, term, others[1]} <= set(s.faults)
+        return every or slowed
+
+    clock = FakeClock()
+    result = shrink(schedule, _fails_when(bug, clock), budget=3600, clock=clock)
+    [step] = result.minimal.faults
+    assert (step.fault, step.target, step.start) == ("kill", ALL_WORKERS, 2.13)
+    assert 2.0 <= step.duration < 5.38  # spanned 2.13 to 7.51, then halved while it failed
+    assert result.trials[0] == (5, 100.0, True)  # the merge was the first trial
+
+
+def test_worker_stops_that_never_overlap_are_not_merged() -> None:
+    apart = [_stop(1.0, 1.0, "kill", "w1"), _stop(3.0, 1.0, "pause", "w2")]
+    schedule = generate(1, workers=2, faults=0).with_faults(apart)
+    tried: list[Schedule] = []
+    clock = FakeClock()
+
+    def fails(s: Schedule) -> bool:
+        tried.append(s)
+        clock.now += 30
+        return len(s.faults) == 2
+
+    shrink(schedule, fails, budget=3600, clock=clock)
+    assert tried and not any(f.target == ALL_WORKERS for s in tried for f in s.faults)
+
+
 def test_a_failure_that_needs_no_fault_shrinks_to_none() -> None:
     clock = FakeClock()
     result = shrink(
