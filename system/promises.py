@@ -6,6 +6,8 @@ a check judges by is the rule the system implements (never a second copy that ca
 
 from __future__ import annotations
 
+import math
+
 #: A heartbeat counts as fresh for this many heartbeat intervals (missing two beats in a row
 #: is not yet a dead worker; missing three is).
 HEARTBEAT_FRESHNESS = 3
@@ -39,3 +41,14 @@ def session_teardown_limit(worker_timeout: float, db_pool_timeout: float) -> flo
     """Seconds a worker takes at most to end a lost session (running jobs get
     ``WORKER_TIMEOUT``, pending database calls the pool timeout) before it reconnects."""
     return worker_timeout + db_pool_timeout + SESSION_TEARDOWN_MARGIN
+
+
+def libpq_connect_timeout(db_connect_timeout: float) -> int:
+    """libpq's ``connect_timeout`` for ``DB_CONNECT_TIMEOUT``: whole seconds, at least 2."""
+    return max(2, math.ceil(db_connect_timeout))
+
+
+def heartbeat_write_budget(db_pool_timeout: float, db_connect_timeout: float) -> float:
+    """Seconds the watchdog gives one heartbeat write (a pool checkout, then a connection
+    attempt) before it ends the session as lost."""
+    return db_pool_timeout + libpq_connect_timeout(db_connect_timeout)

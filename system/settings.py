@@ -7,7 +7,6 @@ Durations accept ``500ms``, ``2s``, ``10m``, ``1h`` or a bare number: seconds, e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from system.defects import Defect, parse_defects
 from system.durations import format_duration, parse_duration
+from system.promises import libpq_connect_timeout
 
 #: Deliberate defects (system/defects.py) that exist only to show the checker catching them.
 KNOWN_DEFECTS = frozenset(d.value for d in Defect)
@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     @property
     def connect_timeout_arg(self) -> int:
         """libpq's ``connect_timeout`` is whole seconds, at least 2."""
-        return max(2, math.ceil(self.db_connect_timeout))
+        return libpq_connect_timeout(self.db_connect_timeout)
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -45,6 +45,7 @@ from system.jokes import HTTP_TIMEOUT
 from system.promises import (
     SESSION_TEARDOWN_MARGIN,
     heartbeat_freshness_limit,
+    heartbeat_write_budget,
     session_teardown_limit,
 )
 from system.settings import Settings
@@ -458,7 +459,7 @@ class Supervisor:
         once, heartbeat or not: the supervisor then probes and starts afresh on its own backoff.
         """
         settings = self.settings
-        budget = settings.db_pool_timeout + settings.connect_timeout_arg
+        budget = heartbeat_write_budget(settings.db_pool_timeout, settings.db_connect_timeout)
         lost = asyncio.create_task(connect_failed.wait(), name="pool connect failures")
         try:
             while True:

@@ -20,7 +20,6 @@ look-back before the loss. A watchdog ending sessions for no reason is still cau
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +27,7 @@ from harness.checker.runs import Run, could_stop, meets, runs_by_job, stopping_f
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
 from harness.vocabulary import Invariant, ObservationName, Target
-from system.promises import session_teardown_limit
+from system.promises import heartbeat_write_budget, session_teardown_limit
 
 NAME = Invariant.JUSTIFIED_RERUNS
 
@@ -123,14 +122,14 @@ class SessionLosses:
     @classmethod
     def of(cls, history: History) -> SessionLosses:
         """From the history's settings: the watchdog looks back one heartbeat interval and
-        its beat's budget (pool timeout + libpq's connect timeout, whole seconds, at least 2)."""
+        its beat's budget (the system's ``heartbeat_write_budget``)."""
         settings = history.meta.settings if history.meta else {}
         interval = float(settings.get("worker_heartbeat_interval", 0.0))
         pool = float(settings.get("db_pool_timeout", 0.0))
-        connect = max(2.0, math.ceil(float(settings.get("db_connect_timeout", 0.0))))
+        beat = heartbeat_write_budget(pool, float(settings.get("db_connect_timeout", 0.0)))
         teardown = session_teardown_limit(float(settings.get("worker_timeout", 0.0)), pool)
         horizon = history.end.finished_at if history.end else float("inf")
-        return cls(history, lookback=interval + pool + connect, teardown=teardown, horizon=horizon)
+        return cls(history, lookback=interval + beat, teardown=teardown, horizon=horizon)
 
     def justifying(self, run: Run, *, until: float) -> list[str]:
         """The explained losses of ``run``'s worker that ended the session ``run`` was in."""
