@@ -22,6 +22,11 @@ SELECT job_id, type::text, EXTRACT(EPOCH FROM at)::float8 FROM procrastinate_eve
  WHERE job_id = ANY(%s) ORDER BY id
 """
 
+UNACKNOWLEDGED_OF_TASK = """
+SELECT id, status::text FROM procrastinate_jobs
+ WHERE right(task_name, length(%(task)s)) = %(task)s AND NOT (id = ANY(%(acked)s))
+"""
+
 #: Connect quickly and never hang on a dead server: the harness polls, it must not block.
 CONNECT_TIMEOUT = 2
 
@@ -40,6 +45,16 @@ def job_states(dsn: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
 def job_statuses(dsn: str, ids: Iterable[int]) -> dict[int, str]:
     """``job id -> status`` for the given jobs."""
     return {j: s for j, (s, _) in job_states(dsn, ids).items()}
+
+
+def unacknowledged_statuses(dsn: str, task: str, acknowledged: Iterable[int]) -> dict[int, str]:
+    """``job id -> status`` for jobs of ``task`` (a suffix of the task name) that are not
+    among ``acknowledged``: the ones submissions whose answer was lost may have created."""
+    with _connect(dsn) as conn:
+        rows = conn.execute(
+            UNACKNOWLEDGED_OF_TASK, {"task": task, "acked": list(acknowledged)}
+        ).fetchall()
+    return {int(i): str(s) for i, s in rows}
 
 
 def terminate_backends(dsn: str, application_name: str) -> int:

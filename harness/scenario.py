@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from harness import budgets
+from harness import budgets, probe
 from harness.budgets import Calibration
 from harness.calibration import calibrate, calibrate_rounds
 from harness.checker import Verdict, merge
@@ -51,8 +52,13 @@ from harness.report.results import (
 )
 from harness.sentinel import StallSentinel
 from harness.stack import Stack
-from harness.vocabulary import TERMINAL_STATUSES, ObservationName
-from harness.wait import WaitTimeout
+from harness.vocabulary import (
+    SUBMITTED_TASK,
+    TERMINAL_STATUSES,
+    ObservationName,
+    SubmitOutcome,
+)
+from harness.wait import WaitTimeout, wait_for
 from harness.watch import Watch
 from system.defects import Defect
 
@@ -138,7 +144,8 @@ class ScenarioRun(Watch):
     # -- the end ------------------------------------------------------------------------------
 
     def settle(self, timeout: float | None = None) -> float:
-        """Wait until every acknowledged job is terminal, at most ``timeout`` (default:
+        """Wait until every acknowledged job is terminal, and every job a submission whose
+        answer was lost created (the checker judges those too), at most ``timeout`` (default:
         :func:`harness.budgets.settle`), and record the ``end``. Never raises: what is left is
         for the checker to judge. Only the first call waits."""
         if self._settled is not None:
@@ -147,12 +154,23 @@ class ScenarioRun(Watch):
         budget = budgets.settle(self.profile, self.calibration) if timeout is None else timeout
         deadline = time.time() + budget
         ids = self.acknowledged()
+        unknown = any(s.outcome == SubmitOutcome.UNKNOWN for s in self.writer.history.submits)
+
+        def all_terminal() -> bool:
+            st = self.statuses(ids)
+            if len(st) < len(ids) or any(s not in TERMINAL_STATUSES for s in st.values()):
+                return False
+            if unknown:
+                created = probe.unacknowledged_statuses(self.stack.db_dsn, SUBMITTED_TASK, ids)
+                return all(s in TERMINAL_STATUSES for s in created.values())
+            return True
+
         with self.phase("settle"), contextlib.suppress(WaitTimeout):
-            self.wait_statuses(
-                lambda st: len(st) == len(ids) and all(s in TERMINAL_STATUSES for s in st.values()),
+            wait_for(
+                lambda: all_terminal() or None,
                 timeout=budget,
                 what="every acknowledged job terminal",
-                ids=ids,
+                ignore=(psycopg.Error,),
             )
         self.sentinel.stop()
         self.writer.write(End(finished_at=time.time(), deadline=deadline))

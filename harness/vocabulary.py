@@ -30,6 +30,8 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.ABORTED}
 )
+#: The task the client's submissions create (its name ends a job's ``task_name``).
+SUBMITTED_TASK = "fetch_and_cache_joke"
 
 
 class EventType(StrEnum):

@@ -16,7 +16,13 @@ from harness.checker.effects import duplicate_rows, joke_fetches
 from harness.checker.runs import acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import History
-from harness.vocabulary import TERMINAL_STATUSES, Invariant, JobStatus, SubmitOutcome
+from harness.vocabulary import (
+    SUBMITTED_TASK,
+    TERMINAL_STATUSES,
+    Invariant,
+    JobStatus,
+    SubmitOutcome,
+)
 
 NAME = Invariant.QUEUE_ACCOUNTING
 
@@ -105,7 +111,7 @@ def accounting(history: History, *, task_name: str) -> dict[str, Any]:
 def check_queue_accounting(
     history: History,
     *,
-    task_name: str = "fetch_and_cache_joke",
+    task_name: str = SUBMITTED_TASK,
     expected_status: str | Mapping[int, str] | None = None,
 ) -> Verdict:
     """Fail when an acknowledged job is lost (not terminal at the deadline), a job nobody

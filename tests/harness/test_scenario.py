@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
+from harness import probe
 from harness.budgets import Calibration
 from harness.calibration import calibrate_rounds
 from harness.checker import FAIL, PASS, UNKNOWN, Verdict
 from harness.checks import qualified
+from harness.history.records import End, Submit
 from harness.mutation import mutant_name, mutants
 from harness.profiles import get_profile
 from harness.scenario import ScenarioRun
+from harness.vocabulary import SUBMITTED_TASK
 from system.defects import Defect
 
 CALIBRATION = Calibration(samples=5, pickup_p50=0.01, pickup_max=0.02, job_ids=(1, 2))
@@ -29,6 +32,7 @@ def _run(tmp_path: Path, name: str, **kwargs: Any) -> ScenarioRun:
         timings={"total": 1.0},
         api_url="http://127.0.0.1:9",
         postgres=SimpleNamespace(server_version=lambda: "15.0"),
+        db_dsn="postgresql://stand-in",
         logs_dir=tmp_path / "logs" / name,
         workers=[],
         api=None,
@@ -197,3 +201,28 @@ def test_timing_checks_judge_the_scenarios_jobs_not_the_calibrations() -> None:
         b.submit(job_id)
     b.observe("calibration", CALIBRATION.to_dict(), at=0.5)  # job_ids (1, 2)
     assert judged_jobs(b.build()) == [3]
+
+
+def test_settling_waits_for_the_job_a_lost_answer_created_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checker judges a job that a submission with a lost answer created (lost if still
+    pending): settling must wait for it as for an acknowledged one (a soak run once ended
+    while such a job was running its last retry, 20 s before the deadline: a false loss)."""
+    run = _run(tmp_path, "settle")
+    run.writer.write(Submit(op_id=1, t_invoke=1.0, t_complete=1.1, outcome="ok", job_id=1))
+    run.writer.write(Submit(op_id=2, t_invoke=1.2, t_complete=3.2, outcome="unknown", job_id=None))
+    polls: list[str] = []
+
+    def created(dsn: str, task: str, acknowledged: list[int]) -> dict[int, str]:
+        assert (task, list(acknowledged)) == (SUBMITTED_TASK, [1])
+        polls.append("doing" if len(polls) < 3 else "succeeded")
+        return {2: polls[-1]}
+
+    monkeypatch.setattr(probe, "job_states", lambda dsn, ids: {1: ("succeeded", 1)})
+    monkeypatch.setattr(probe, "unacknowledged_statuses", created)
+    run.settle(timeout=10.0)
+    assert polls == ["doing", "doing", "doing", "succeeded"]
+    [end] = [r for r in run.writer.history.records if isinstance(r, End)]
+    assert end.finished_at < end.deadline
+    run.close(None)
