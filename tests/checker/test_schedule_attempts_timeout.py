@@ -257,6 +257,34 @@ def test_job_timeout_measures_a_logged_timeout_in_its_workers_clock() -> None:
     assert abs(v2.figures["longest_run"] - 1.2) < 1e-3
 
 
+def test_job_timeout_measures_any_logged_end_in_its_workers_clock() -> None:
+    # soak seed 20261216 run 40: a run failed (the upstream hung up) 1.472 s in by its
+    # worker's log; its end write landed 94 ms later, past 1.5 s + 0.063 s by the job events
+    def history(*ending: tuple[str, float]) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        b.run(1, 0.0, 1.566, "retry", retry_in=0.1, worker="w3")
+        b.run(1, 1.8, 1.9, worker="w3")
+        b.observe("run_worker", {"job_id": 1, "run": 1, "worker": "w3"}, 0.0)
+        for name, t in ending:
+            b.observe(name, {"job_id": 1, "run": 1, "worker": "w3", "status": "Error"}, t)
+        return b
+
+    judge = {"job_timeout": 1.5, "tolerance": 0.063, "max_attempts": 5}
+    v = check_job_timeout(history(("run_failed", 1.471), ("run_ended", 1.472)).build(), **judge)
+    assert v.status == PASS, v.evidence
+    assert v.figures["longest_run"] < 1.4715  # the earliest line that ended it (1.471 s)
+    # Procrastinate's end line alone is enough
+    v = check_job_timeout(history(("run_ended", 1.472)).build(), **judge)
+    assert v.status == PASS and v.figures["measured_by_worker"] == 1
+    # without any, the job events judge: 1.566 s fails
+    v = check_job_timeout(history().build(), **judge)
+    assert v.status == FAIL and "1.566s by its job events" in v.evidence[0]
+    # and a worker that logs the end late fails by its own clock
+    v = check_job_timeout(history(("run_ended", 1.6)).build(), **judge)
+    assert v.status == FAIL and "s by its worker's log" in v.evidence[0]
+
+
 def test_job_timeout_fails_when_a_timeout_with_runs_left_ends_failed() -> None:
     # TimeoutError not retried: the first timed-out run fails the job for good
     v = check_job_timeout(
