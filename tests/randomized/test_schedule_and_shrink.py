@@ -173,7 +173,24 @@ def test_worker_stops_that_left_every_worker_down_merge_into_one_stop_of_every_w
     [step] = result.minimal.faults
     assert (step.fault, step.target, step.start) == ("kill", ALL_WORKERS, 2.13)
     assert 2.0 <= step.duration < 5.38  # spanned 2.13 to 7.51, then halved while it failed
-    assert result.trials[0] == (5, 100.0, True)  # the merge was the first trial
+    assert result.trials[0] == (1, 100.0, True)  # the merged stop alone was the first trial
+
+
+def test_a_merged_stop_is_tried_with_the_other_faults_when_alone_it_passes() -> None:
+    kill, term = _stop(1.0, 2.0, "kill", "w1"), _stop(2.0, 2.0, "sigterm", "w2")
+    cut = _stop(0.5, 1.0, "reset_peer", "dblink")
+    schedule = generate(1, workers=2, faults=0).with_faults([kill, term, cut])
+
+    def bug(s: Schedule) -> bool:  # needs every worker down and the link reset
+        return cut in s.faults and any(f.target == ALL_WORKERS for f in s.faults)
+
+    clock = FakeClock()
+    result = shrink(schedule, _fails_when(bug, clock), budget=3600, clock=clock)
+    assert [t[:2] for t in result.trials[:2]] == [(1, 100.0), (2, 100.0)]
+    assert {(f.fault, f.target) for f in result.minimal.faults} == {
+        ("kill", ALL_WORKERS),
+        ("reset_peer", "dblink"),
+    }
 
 
 def test_worker_stops_that_never_overlap_are_not_merged() -> None:
