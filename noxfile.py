@@ -79,7 +79,8 @@ def mutants(session: nox.Session) -> None:
 @nox.session
 def soak(session: nox.Session) -> None:
     """Random fault schedules back to back: ``nox -s soak -- --duration 30m --workers 4``
-    (default 10m, 2 workers); one report; any failing schedule is shrunk and saved."""
+    (default 10m, 2 workers); one report; every run's schedule is saved (replay a failing
+    one with ``pytest scenarios/test_random.py --schedule <file>`` to shrink it)."""
     _install(session)
     args, rest = {"--duration": "10m", "--workers": "2"}, []
     posargs = list(session.posargs)

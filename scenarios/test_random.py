@@ -1,7 +1,8 @@
 """Random, overlapping fault schedules over a real workload (``--random N``, ``--schedule F``,
-``--soak-duration D``); a failing schedule is shrunk (``--shrink-budget``) and both the
+``--soak-duration D``). A failing random run is shrunk (``--shrink-budget``) and both the
 original and the minimal schedule are written to ``<reports>/schedules/`` with their replay
-commands. See :mod:`harness.randomized`.
+commands; a soak saves every run's schedule and does not shrink (replaying a failing one with
+``--schedule F`` shrinks it). See :mod:`harness.randomized`.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ def test_random_run(
 
 def test_soak(scenario: ScenarioFactory, seed: int, pytestconfig: pytest.Config) -> None:
     """Random runs back to back until ``--soak-duration`` is spent; fails on any failed run
-    (unknown runs are listed)."""
+    (unknown runs are listed). Each run's schedule is saved; a failing one is not shrunk here
+    (``pytest scenarios/test_random.py --schedule <file>`` replays and shrinks it)."""
     until = time.monotonic() + parse_duration(pytestconfig.getoption("--soak-duration"))
     workers = pytestconfig.getoption("--random-workers")
     runs: list[tuple[str, str, int]] = []
