@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.checker.runs import acknowledged_ids, meets, runs_by_job, stopping_faults
+from harness.checker.runs import (
+    acknowledged_ids,
+    logged_ends,
+    meets,
+    runs_by_job,
+    stopping_faults,
+)
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
 from harness.vocabulary import EventType, Invariant, ObservationName, Target
@@ -158,16 +164,6 @@ def _link_slowed(history: History, start: float, end: float) -> bool:
     return any(f.target == Target.DBLINK and meets(start, end, f, horizon) for f in history.faults)
 
 
-#: Worker-log lines that end a run (its timeout fired, it failed, was aborted, or
-#: Procrastinate's end line whatever the status).
-_ENDING_LINES = (
-    ObservationName.RUN_TIMED_OUT,
-    ObservationName.RUN_FAILED,
-    ObservationName.RUN_ABORTED,
-    ObservationName.RUN_ENDED,
-)
-
-
 def _worker_durations(history: History) -> dict[tuple[int, int, str | None], float]:
     """(job, run, worker) -> seconds from the run's first log line to the earliest line that
     ended it, for runs whose worker logged both."""
@@ -175,11 +171,8 @@ def _worker_durations(history: History) -> dict[tuple[int, int, str | None], flo
     for o in history.observations(ObservationName.RUN_WORKER):
         if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
             started[(int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))] = o.t
-    out: dict[tuple[int, int, str | None], float] = {}
-    for name in _ENDING_LINES:
-        for o in history.observations(name):
-            if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
-                key = (int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))
-                if key in started and o.t >= started[key]:
-                    out[key] = min(o.t - started[key], out.get(key, float("inf")))
-    return out
+    return {
+        key: end - started[key]
+        for key, end in logged_ends(history).items()
+        if key in started and end >= started[key]
+    }

@@ -133,6 +133,27 @@ def runs_of(events: list[JobEvent]) -> list[Run]:
     return runs
 
 
+#: Worker-log lines that end a run, in the worker's own clock: Procrastinate's end line
+#: (whatever the status), the run aborted, its timeout fired, it failed.
+ENDING_LINES = (
+    ObservationName.RUN_ENDED,
+    ObservationName.RUN_ABORTED,
+    ObservationName.RUN_TIMED_OUT,
+    ObservationName.RUN_FAILED,
+)
+
+
+def logged_ends(history: History) -> dict[tuple[int, int, str | None], float]:
+    """(job, run, worker) -> the time of the earliest worker-log line that ended the run."""
+    out: dict[tuple[int, int, str | None], float] = {}
+    for name in ENDING_LINES:
+        for o in history.observations(name):
+            if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
+                key = (int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))
+                out[key] = min(o.t, out.get(key, o.t))
+    return out
+
+
 def run_workers(history: History) -> dict[tuple[int, int], str]:
     """(job id, run number) -> the worker whose log shows that run; a run two logs claim is
     left out (unknown)."""

@@ -20,20 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checker.runs import DATABASE_STOPPING, acknowledged_ids, meets, runs_by_job
+from harness.checker.runs import (
+    DATABASE_STOPPING,
+    acknowledged_ids,
+    logged_ends,
+    meets,
+    runs_by_job,
+)
 from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import Fault, History
-from harness.vocabulary import FaultKind, Invariant, ObservationName, Target, worker_of
+from harness.vocabulary import FaultKind, Invariant, Target, worker_of
 
 NAME = Invariant.SHUTDOWN_ABORTS
-
-#: Worker-log lines that end a run, in the worker's own clock.
-_ENDING_LINES = (
-    ObservationName.RUN_ENDED,
-    ObservationName.RUN_ABORTED,
-    ObservationName.RUN_TIMED_OUT,
-    ObservationName.RUN_FAILED,
-)
 
 
 def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance: float) -> Verdict:
@@ -41,7 +39,7 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
     later than ``worker_timeout + tolerance`` after the signal. No run in flight at a judged
     SIGTERM: pass, saying there was nothing to abort (a random schedule need not meet one)."""
     by_job = runs_by_job(history)
-    logged = _logged_ends(history)
+    logged = logged_ends(history)
     horizon = history.end.finished_at if history.end else float("inf")
     evidence: list[str] = []
     judged: list[dict[str, Any]] = []
@@ -103,17 +101,6 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
         "another fault, not judged)",
         figures,
     )
-
-
-def _logged_ends(history: History) -> dict[tuple[int, int, str | None], float]:
-    """(job, run, worker) -> the earliest worker-log line that ended the run."""
-    out: dict[tuple[int, int, str | None], float] = {}
-    for name in _ENDING_LINES:
-        for o in history.observations(name):
-            if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
-                key = (int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))
-                out[key] = min(o.t, out.get(key, o.t))
-    return out
 
 
 def _disturbed(history: History, sigterm: Fault, worker: str, until: float) -> bool:
