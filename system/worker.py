@@ -362,7 +362,7 @@ class Supervisor:
             logger.warning("worker session lost (%s): stopping it to start afresh", reason)
             lost_at = time.monotonic()
             ends_by = lost_at + teardown_limit
-            await self._end_worker(worker, run_task, cleanup=SESSION_TEARDOWN_MARGIN)
+            await self._end_worker(worker, run_task, until=ends_by - SESSION_TEARDOWN_MARGIN)
             return reason
         finally:
 
@@ -382,13 +382,13 @@ class Supervisor:
             leftovers = [*side_tasks, *([run_task] if run_task is not None else [])]
             for task in leftovers:
                 task.add_done_callback(db.retrieve_outcome)
-            if leftovers and within(2.0) > 0:
-                await asyncio.wait(leftovers, timeout=within(2.0))
+            if leftovers and (left := within(2.0)) > 0:
+                await asyncio.wait(leftovers, timeout=left)
             await db.close_pool(pool, timeout=within(2.0))
             closing = asyncio.create_task(http.aclose(), name="close http client")
             closing.add_done_callback(db.retrieve_outcome)
-            if within(2.0) > 0:
-                await asyncio.wait({closing}, timeout=within(2.0))
+            if (left := within(2.0)) > 0:
+                await asyncio.wait({closing}, timeout=left)
             if ends_by is not None:
                 took = time.monotonic() - lost_at
                 logger.log(
@@ -458,16 +458,13 @@ class Supervisor:
             logger.warning("database back: worker resumed name=%s", self.name)
 
     async def _end_worker(
-        self, worker: Worker, run_task: asyncio.Task[None], *, cleanup: float
+        self, worker: Worker, run_task: asyncio.Task[None], *, until: float
     ) -> None:
         """Stop a worker whose session is lost: its running jobs get ``WORKER_TIMEOUT``, its
-        pending database calls the pool timeout; then it is cancelled, leaving ``cleanup``
-        seconds of the teardown limit to close the rest."""
+        pending database calls the pool timeout; it is cancelled if still running at
+        ``until`` (monotonic time), which leaves the rest of the teardown limit for closing."""
         _stop_worker(worker, abort_after=self._abort_after)
-        budget = (
-            session_teardown_limit(self.settings.worker_timeout, self.settings.db_pool_timeout)
-            - cleanup
-        )
+        budget = max(0.0, until - time.monotonic())
         done, _ = await asyncio.wait({run_task}, timeout=budget)
         if not done:
             logger.warning("worker did not stop within %s: cancelling it", format_duration(budget))
