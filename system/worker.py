@@ -43,6 +43,7 @@ from system.defects import Defect
 from system.durations import format_duration
 from system.joblogs import quiet_abort_tracebacks
 from system.jokes import HTTP_TIMEOUT
+from system.looplag import watch_loop
 from system.promises import (
     SESSION_TEARDOWN_MARGIN,
     heartbeat_freshness_limit,
@@ -229,7 +230,7 @@ class Supervisor:
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the process exit code (0 after a graceful stop)."""
-        self._stop = asyncio.Event()
+        self._stop = stop = asyncio.Event()
         settings = self.settings
         quiet_abort_tracebacks()  # a shutdown's aborts are re-queued on time (system.joblogs)
         if settings.defects:
@@ -238,10 +239,22 @@ class Supervisor:
                 "(BULLETPROOF_DEFECTS); never run it for real. !!!",
                 ", ".join(sorted(settings.defects)),
             )
+        # the loop's stalls, logged: evidence for judging its timers (system.looplag)
+        loop_watch = asyncio.create_task(watch_loop(), name="event loop stalls")
+        try:
+            return await self._supervise(stop)
+        finally:
+            loop_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_watch
+
+    async def _supervise(self, stop: asyncio.Event) -> int:
+        """The supervision loop: sessions, and backoff between them, until ``stop``."""
+        settings = self.settings
         supervised = Defect.NO_DB_SUPERVISION not in settings.defects
         watched = supervised and Defect.NO_WATCHDOG not in settings.defects
         delay = _FIRST_RECONNECT_DELAY
-        while not self._stop.is_set():
+        while not stop.is_set():
             sessions_before = self.sessions
             try:
                 async with asyncio.timeout(settings.connect_timeout_arg + 1.0):
@@ -249,7 +262,7 @@ class Supervisor:
                 reason = await self._session(watched)
             except SESSION_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            if reason is None or self._stop.is_set():
+            if reason is None or stop.is_set():
                 break
             if not supervised:
                 logger.error("worker stopped (%s); DEFECT no-db-supervision: exiting", reason)
@@ -265,7 +278,7 @@ class Supervisor:
             )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    await self._stop.wait()
+                    await stop.wait()
             delay = min(delay * 2, settings.db_reconnect_max_delay)
         logger.info("worker %s stopped", self.name)
         return 0

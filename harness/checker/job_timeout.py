@@ -14,8 +14,10 @@ from typing import Any
 from harness.checker.runs import (
     acknowledged_ids,
     logged_ends,
+    loop_stalls,
     meets,
     runs_by_job,
+    stalled_for,
     stopping_faults,
 )
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
@@ -49,14 +51,20 @@ def check_job_timeout(
 
     Runs a fault could have stopped (their worker killed, paused or cut off; PostgreSQL down)
     are not judged, nor runs under a slowed database link (its latency delays the write
-    that ends a run, so the recorded duration is the link's, not the job's). No run judged:
+    that ends a run, so the recorded duration is the link's, not the job's). A run too long by
+    its worker's log, but by no more than the time its worker's event loop was not seen
+    running after its timeout was due (``loop_stall``, :func:`harness.checker.runs.stalled_for`),
+    cannot be judged: the timer could not fire before the loop ran; unknown, naming it, when
+    no other run fails (a missing timeout overruns by far more than a loop stalls). No run judged:
     unknown ("could not look"); with ``require_timeouts``, no
     run reaching the timeout: unknown ("no run reached the timeout")."""
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
     horizon = history.end.finished_at if history.end else None
     by_worker = _worker_durations(history)
+    stalls = loop_stalls(history)
     evidence: list[str] = []
+    stalled: list[str] = []
     timed_out: list[dict[str, Any]] = []
     longest = 0.0
     judged = 0
@@ -72,11 +80,22 @@ def check_job_timeout(
                 excluded += 1
                 continue
             judged += 1
-            logged = by_worker.get((job_id, run.number, run.worker))
-            duration = logged if logged is not None and run.end is not None else end - run.start
-            measured_by_worker += logged is not None and run.end is not None
+            logged = by_worker.get((job_id, run.number, run.worker)) if run.end else None
+            duration = logged[1] - logged[0] if logged is not None else end - run.start
+            measured_by_worker += logged is not None
             longest = max(longest, duration)
             where = f"job {job_id} run {run.number} of {max_attempts}"
+            if duration > job_timeout + tolerance and logged is not None:
+                due = logged[0] + job_timeout
+                lag = stalled_for(stalls.get(str(run.worker), []), due, logged[1])
+                if duration - job_timeout - tolerance <= lag:
+                    stalled.append(
+                        f"{where} lasted {duration:.3f}s by its worker's log, beyond "
+                        f"JOB_TIMEOUT {job_timeout:.3f}s + {tolerance:.3f}s, but its worker's "
+                        f"event loop was not seen running for {lag:.3f}s of the "
+                        f"{logged[1] - due:.3f}s after its timeout was due"
+                    )
+                    continue
             if duration > job_timeout + tolerance:
                 state = "still running at the end" if run.end is None else f"ended {run.end_type}"
                 clock = "by its worker's log" if logged is not None else "by its job events"
@@ -125,6 +144,7 @@ def check_job_timeout(
         "judged_runs": judged,
         "measured_by_worker": measured_by_worker,
         "excluded_runs": excluded,
+        "stalled_runs": stalled,
     }
     if evidence:
         return Verdict(
@@ -133,6 +153,14 @@ def check_job_timeout(
             f"{evidence[0]} ({len(evidence)} runs broke the job timeout)",
             figures,
             evidence,
+        )
+    if stalled:
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"could not judge {len(stalled)} runs: {stalled[0]}",
+            figures,
+            stalled,
         )
     if judged == 0:
         return Verdict(
@@ -164,15 +192,17 @@ def _link_slowed(history: History, start: float, end: float) -> bool:
     return any(f.target == Target.DBLINK and meets(start, end, f, horizon) for f in history.faults)
 
 
-def _worker_durations(history: History) -> dict[tuple[int, int, str | None], float]:
-    """(job, run, worker) -> seconds from the run's first log line to the earliest line that
-    ended it, for runs whose worker logged both."""
+def _worker_durations(
+    history: History,
+) -> dict[tuple[int, int, str | None], tuple[float, float]]:
+    """(job, run, worker) -> (the run's first log line, the earliest line that ended it), for
+    runs whose worker logged both."""
     started: dict[tuple[int, int, str | None], float] = {}
     for o in history.observations(ObservationName.RUN_WORKER):
         if isinstance(o.value, dict) and {"job_id", "run"} <= set(o.value):
             started[(int(o.value["job_id"]), int(o.value["run"]), o.value.get("worker"))] = o.t
     return {
-        key: end - started[key]
+        key: (started[key], end)
         for key, end in logged_ends(history).items()
         if key in started and end >= started[key]
     }

@@ -254,3 +254,39 @@ def stopping_faults(history: History, run: Run, *, until: float | None = None) -
     return [
         f for f in history.faults if could_stop(f, run.worker) and meets(run.start, end, f, horizon)
     ]
+
+
+#: Two stalls of one loop closer than this (seconds) are one stretch: the loop ran between them
+#: only long enough to take the next look (``system.looplag.INTERVAL``), not to catch up.
+STALL_JOIN = 0.02
+
+
+def loop_stalls(history: History) -> dict[str, list[tuple[float, float]]]:
+    """Worker -> the stretches its event loop was not seen running (``loop_stall``
+    observations from its log), in time order, stalls closer than :data:`STALL_JOIN` joined."""
+    raw: dict[str, list[tuple[float, float]]] = {}
+    for o in history.observations(ObservationName.LOOP_STALL):
+        v = o.value
+        if isinstance(v, dict) and {"worker", "start", "end"} <= set(v):
+            raw.setdefault(str(v["worker"]), []).append((float(v["start"]), float(v["end"])))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for worker, stretches in raw.items():
+        joined: list[tuple[float, float]] = []
+        for start, end in sorted(stretches):
+            if joined and start - joined[-1][1] <= STALL_JOIN:
+                joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+            else:
+                joined.append((start, end))
+        out[worker] = joined
+    return out
+
+
+def stalled_for(stretches: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] that fall in ``stretches`` (a loop not seen running)."""
+    return sum(max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in stretches)
+
+
+def stall_at(stretches: list[tuple[float, float]], t: float) -> float:
+    """Seconds from ``t`` to the end of the stretch that holds ``t`` (0: the loop ran at t):
+    how long a signal or a timer due at ``t`` waited for the loop."""
+    return max((s_end - t for s_start, s_end in stretches if s_start <= t < s_end), default=0.0)

@@ -24,10 +24,13 @@ from harness.checker.runs import (
     DATABASE_STOPPING,
     acknowledged_ids,
     logged_ends,
+    loop_stalls,
     meets,
     runs_by_job,
+    stall_at,
+    stalled_for,
 )
-from harness.checker.verdict import FAIL, PASS, Verdict
+from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import Fault, History
 from harness.vocabulary import FaultKind, Invariant, Target, worker_of
 
@@ -36,10 +39,15 @@ NAME = Invariant.SHUTDOWN_ABORTS
 
 def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance: float) -> Verdict:
     """Fail when a run in flight at a judged SIGTERM on its worker ended (or was still going)
-    later than ``worker_timeout + tolerance`` after the signal. No run in flight at a judged
-    SIGTERM: pass, saying there was nothing to abort (a random schedule need not meet one)."""
+    later than ``worker_timeout + tolerance`` after the signal. A run late by no more than its
+    worker's event loop stood still (``loop_stall``: when the signal came, or after the
+    deadline) cannot be judged: unknown, naming it, when no other run fails. No run in flight
+    at a judged SIGTERM: pass, saying there was nothing to abort (a random schedule need not
+    meet one)."""
     by_job = runs_by_job(history)
     logged = logged_ends(history)
+    stalls = loop_stalls(history)
+    stalled: list[str] = []
     horizon = history.end.finished_at if history.end else float("inf")
     evidence: list[str] = []
     judged: list[dict[str, Any]] = []
@@ -59,8 +67,23 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
             if run.worker == name and run.start <= f.start
         ]
         in_flight = [(run, end) for run, end in started if end is None or end > f.start]
+        stretches = stalls.get(name, [])
+        # a signal that came while the loop stood still is seen when it runs again
+        due = f.start + stall_at(stretches, f.start) + worker_timeout
         for run, end in in_flight:
             since = (end if end is not None else horizon) - f.start
+            if (
+                end is not None
+                and end > limit
+                and end - due - tolerance <= (lag := stalled_for(stretches, due, end))
+            ):
+                stalled.append(
+                    f"job {run.job_id} run {run.number} on {name}: in flight at SIGTERM "
+                    f"{f.start:.3f}, ended {since:.3f}s after it, beyond WORKER_TIMEOUT "
+                    f"{worker_timeout:.3f}s + {tolerance:.3f}s, but {name}'s event loop was not "
+                    f"seen running for {due - worker_timeout - f.start + lag:.3f}s of it"
+                )
+                continue
             if end is None or end > limit:
                 state = "still going at the end" if end is None else f"ended {run.end_type}"
                 evidence.append(
@@ -76,6 +99,7 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
         "sigterms": len(sigterms),
         "judged": judged,
         "not_judged": skipped,
+        "stalled_runs": stalled,
     }
     if evidence:
         return Verdict(
@@ -84,6 +108,14 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
             f"{evidence[0]} ({len(evidence)} runs went on past WORKER_TIMEOUT)",
             figures,
             evidence,
+        )
+    if stalled:
+        return Verdict(
+            NAME,
+            UNKNOWN,
+            f"could not judge {len(stalled)} runs: {stalled[0]}",
+            figures,
+            stalled,
         )
     if in_flight_total == 0:
         return Verdict(

@@ -91,6 +91,13 @@ SESSION_LOST_LOG = re.compile(
     re.MULTILINE,
 )
 
+#: The system's line when its event loop was not seen running for a while
+#: (``system.looplag.STALL_LINE``): from and to in wall-clock seconds.
+STALL_LOG = re.compile(
+    r"event loop stalled [\d.]+s: not seen running from (?P<start>[\d.]+) to (?P<end>[\d.]+)$",
+    re.MULTILINE,
+)
+
 
 def _epoch(value: Any) -> float | None:
     if isinstance(value, dt.datetime):
@@ -188,8 +195,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     line saying a run's timeout fired, one ``run_ended`` (with its ``status``) per
     Procrastinate line saying a run ended, whatever the status, and one ``session_lost``
     ``{"worker": name, "reason": ...}`` per line saying the worker's watchdog ended its
-    database session. ``t`` is the line's
-    time stamp (the log's local time), or the file's modification time when the line has none.
+    database session, and one ``loop_stall`` ``{"worker": name, "start": s, "end": e}`` per
+    line saying its event loop was not seen running from s to e (``system.looplag``). ``t``
+    is the line's time stamp (the log's local time), or the file's modification time when the
+    line has none.
     A missing log gives nothing."""
     found: list[Observation] = []
     for name, path in logs.items():
@@ -205,6 +214,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
             (m.start(), ObservationName.RUN_TIMED_OUT, m) for m in TIMEOUT_LOG.finditer(text)
         ]
         matches += [(m.start(), ObservationName.RUN_ENDED, m) for m in ENDED_LOG.finditer(text)]
+        for m in STALL_LOG.finditer(text):
+            start, end = float(m.group("start")), float(m.group("end"))
+            stall = {"worker": name, "start": start, "end": end}
+            found.append(Observation(name=ObservationName.LOOP_STALL, value=stall, t=end))
         for m in SESSION_LOST_LOG.finditer(text):
             lost = {"worker": name, "reason": m.group("reason")}
             t = _stamp(m, fallback)

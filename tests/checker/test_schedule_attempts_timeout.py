@@ -285,6 +285,40 @@ def test_job_timeout_measures_any_logged_end_in_its_workers_clock() -> None:
     assert v.status == FAIL and "s by its worker's log" in v.evidence[0]
 
 
+def test_job_timeout_cannot_judge_a_late_timeout_its_workers_stalled_loop_explains() -> None:
+    # soak seed 20261216 run 74: job 39's 1.5 s timeout fell due at 58.564 while w1's loop
+    # ended 10 runs in a burst; it fired at 58.640, 76 ms late against a 56 ms tolerance
+    def history(*stalls: tuple[float, float], ended: float = 1.576) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        b.run(1, 0.0, ended + 0.01, "retry", retry_in=0.1, worker="w1")
+        b.run(1, ended + 0.3, ended + 0.4, worker="w1")
+        b.observe("run_worker", {"job_id": 1, "run": 1, "worker": "w1"}, 0.0)
+        b.observe("run_timed_out", {"job_id": 1, "run": 1, "worker": "w1"}, ended)
+        for start, end in stalls:
+            stall = {"worker": "w1", "start": b.t0 + start, "end": b.t0 + end}
+            b.observe("loop_stall", stall, end)
+        return b
+
+    judge = {"job_timeout": 1.5, "tolerance": 0.056, "max_attempts": 5}
+    # the loop was not seen running from 1.49 to 1.566: the timer due at 1.5 waited 66 ms
+    v = check_job_timeout(history((1.49, 1.566)).build(), **judge)
+    assert v.status == UNKNOWN, v.summary
+    assert "event loop was not seen running for 0.06" in v.summary  # of 1.5..1.566
+    # two stalls 10 ms apart are one stretch (the loop ran only to take its next look)
+    v = check_job_timeout(history((1.49, 1.52), (1.53, 1.566)).build(), **judge)
+    assert v.status == UNKNOWN, v.summary
+    # a stall on another worker, or one that ended before the timeout fell due, explains nothing
+    other = history()
+    elsewhere = {"worker": "w2", "start": other.t0 + 1.49, "end": other.t0 + 1.6}
+    other.observe("loop_stall", elsewhere, 1.6)
+    assert check_job_timeout(other.build(), **judge).status == FAIL
+    assert check_job_timeout(history((1.2, 1.45)).build(), **judge).status == FAIL
+    # no-timeout: a run 2 s past its timeout is not explained by a 0.1 s stall
+    v = check_job_timeout(history((1.49, 1.6), ended=3.5).build(), **judge)
+    assert v.status == FAIL and "lasted 3.4" in v.evidence[0], v.evidence
+
+
 def test_job_timeout_fails_when_a_timeout_with_runs_left_ends_failed() -> None:
     # TimeoutError not retried: the first timed-out run fails the job for good
     v = check_job_timeout(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checker import FAIL, PASS, check_shutdown_aborts
+from harness.checker import FAIL, PASS, UNKNOWN, check_shutdown_aborts
 from harness.history.builder import HistoryBuilder
 from harness.history.records import History
 
@@ -94,3 +94,24 @@ def test_a_run_that_ended_in_its_worker_before_the_signal_was_not_in_flight() ->
     late = _run_whose_outcome_write_was_lost(ended_in_worker=4.9).build()
     status, _, evidence = _check(late)
     assert status == FAIL and "ended succeeded 1.500s after it" in evidence[0]
+
+
+def test_a_run_late_by_no_more_than_its_workers_stalled_loop_cannot_be_judged() -> None:
+    # SIGTERM at 0.2, deadline 1.2 (+0.05): the run ended at 1.3, 50 ms late
+    def history(*stalls: tuple[float, float]) -> History:
+        b = _sigterm_during_a_run(ends_at=1.31, aborted=True)
+        for start, end in stalls:
+            b.observe("loop_stall", {"worker": "w1", "start": b.t0 + start, "end": b.t0 + end}, end)
+        return b.build()
+
+    # the loop stood still from 1.18 to 1.3: the abort timer could not fire before
+    status, summary, _ = _check(history((1.18, 1.3)))
+    assert status == UNKNOWN and "w1's event loop was not seen running" in summary
+    # the signal came while the loop stood still (0.15 to 0.3): the deadline moved with it
+    assert _check(history((0.15, 0.3)))[0] == UNKNOWN
+    # a stall between the signal and the deadline delays no timer: still a failure
+    assert _check(history((0.5, 0.9)))[0] == FAIL
+    # no-shutdown-abort (run to its 1.5 s timeout) is not explained by a 0.1 s stall
+    b = _sigterm_during_a_run(ends_at=1.5, aborted=False)
+    b.observe("loop_stall", {"worker": "w1", "start": b.t0 + 1.19, "end": b.t0 + 1.29}, 1.29)
+    assert _check(b.build())[0] == FAIL

@@ -216,3 +216,14 @@ def test_collect_run_workers_reads_when_each_run_ended_whatever_its_status(tmp_p
     (ended,) = [o for o in collect_run_workers({"w1": log}) if o.name == "run_ended"]
     assert ended.value == {"job_id": 80, "run": 2, "worker": "w1", "status": "Success"}
     assert ended.t == dt.datetime(2026, 12, 7, 10, 58, 16, 502000).timestamp()
+
+
+def test_collect_run_workers_reads_when_a_workers_event_loop_stood_still(tmp_path: Path) -> None:
+    log = tmp_path / "w1.log"
+    log.write_text(
+        "2026-12-07 10:58:16,640 WARNING system.looplag: event loop stalled 0.085s: not seen "
+        "running from 1796641096.555123 to 1796641096.640201\n"
+    )
+    (stall,) = [o for o in collect_run_workers({"w1": log}) if o.name == "loop_stall"]
+    assert stall.value == {"worker": "w1", "start": 1796641096.555123, "end": 1796641096.640201}
+    assert stall.t == 1796641096.640201
