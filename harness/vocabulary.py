@@ -32,6 +32,8 @@ TERMINAL_STATUSES = frozenset(
 )
 #: The task the client's submissions create (its name ends a job's ``task_name``).
 SUBMITTED_TASK = "fetch_and_cache_joke"
+#: The stalled-job recovery task (the system's ``system.tasks.STALLED_TASK``).
+RECOVERY_TASK = "retry_stalled_jobs"
 
 
 class EventType(StrEnum):

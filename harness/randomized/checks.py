@@ -136,6 +136,8 @@ def random_checks(
             + profile.stalled_job_check_interval
             + profile.worker_poll_interval
             + tolerance,
+            # the next recovery after one lost with its worker (system/worker.py, _PENDING_SQL)
+            lost_recovery_allowance=2 * profile.stalled_job_check_interval,
         ),
         check_retry_decisions(
             history,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checker import FAIL, PASS, check_stall_recovery_amid_faults
+from harness.checker import FAIL, PASS, Verdict, check_stall_recovery_amid_faults
 from harness.history.builder import HistoryBuilder
 from harness.history.records import History
 
@@ -52,3 +52,32 @@ def test_a_run_that_ended_by_itself_was_not_stalled() -> None:
     b.fault("kill", "worker:w1", 1.0, 3.0)
     v = check_stall_recovery_amid_faults(b.build(), workers=["w1", "w2"], budget=BUDGET)
     assert v.status == PASS and v.summary.startswith("nothing to judge")
+
+
+def test_a_recovery_run_lost_with_its_worker_adds_its_allowance_and_no_more() -> None:
+    # soak seed 20261216 run 71: w3 is killed 30 ms into a run of retry_stalled_jobs (job 9)
+    # that would have re-queued job 1; the next recovery comes a check interval later
+    def history(again_at: float, *, lost: bool = True) -> History:
+        b = _killed_during_a_run(again_at=again_at)
+        b.job(9, 2.9, task="retry_stalled_jobs")
+        if lost:
+            b.run(9, 2.95, 3.5, "retry", recovered=True)  # re-queued by a later recovery
+        else:
+            b.run(9, 2.95, 3.0)
+        b.fault("kill", "worker:w3", 2.98, 4.0)
+        return b.build()
+
+    def check(h: History) -> Verdict:
+        return check_stall_recovery_amid_faults(
+            h, workers=["w1", "w2", "w3"], budget=BUDGET, lost_recovery_allowance=0.6
+        )
+
+    v = check(history(3.4))  # 2.4 s after the kill: within the budget anyway
+    assert v.status == PASS and "1 recovery runs lost, +0.600s each" in v.summary
+    v = check(history(4.0))  # 3.0 s: within 2.6 + 0.6
+    assert v.status == PASS and v.figures["recoveries"][0]["budget"] == 3.2
+    # no lost recovery run: 3.0 s is late; nor does the allowance hide a doubled threshold
+    v = check(history(4.0, lost=False))
+    assert v.status == FAIL and "budget 2.600s" in v.evidence[0]
+    v = check(history(5.6))
+    assert v.status == FAIL and "budget 3.200s (1 recovery runs lost in it)" in v.evidence[0]
