@@ -142,7 +142,14 @@ def build(
     results.write_atomic(
         results_json, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
     )
-    results.write_atomic(index_html, render.render(doc, inputs.histories, inputs.logs))
+    rendered = render.render_all(doc, inputs.histories, inputs.logs)
+    pages_dir = reports_dir / render.PAGES_DIR
+    for stale in pages_dir.glob("*.html") if pages_dir.is_dir() else []:
+        if f"{render.PAGES_DIR}/{stale.name}" not in rendered.pages:
+            stale.unlink()  # a page of an earlier report
+    for rel, html in rendered.pages.items():
+        results.write_atomic(reports_dir / rel, html)
+    results.write_atomic(index_html, rendered.index)
     return Built(results_json, index_html, doc)
 
 

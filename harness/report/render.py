@@ -8,7 +8,9 @@ any request of its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.report.history import Loaded
@@ -28,10 +30,29 @@ from harness.report.markup import (
     table,
 )
 from harness.report.results import ACCOUNTING_COUNTS, is_defect_run, is_known_failure
-from harness.report.section import Logs, scenario_section
+from harness.report.section import Logs, brief_section, scenario_section
 from harness.report.style import CSS
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+#: With more scenarios than this (a soak's runs), those that went as expected (pass, or their
+#: defect caught) get a brief section on the index page, and their timeline, charts and job
+#: stories a page of their own in :data:`PAGES_DIR`: a 75-run soak's single page was 66 MB,
+#: 0.5 to 1.2 MB of chart per run. Failing and undecided scenarios stay whole on the index.
+INLINE_SCENARIOS = 30
+#: Where those pages go, relative to the reports directory.
+PAGES_DIR = "pages"
+#: Outcomes that move to a page of their own when the report is split.
+AS_EXPECTED = frozenset({"pass", "caught"})
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The index page, and the scenario pages beside it (path relative to the index -> HTML)."""
+
+    index: str
+    pages: dict[str, str] = field(default_factory=dict)
+
 
 GLOSSARY = (
     ("acknowledged", "the API answered 202 with a job id: the system promised to run it."),
@@ -62,8 +83,20 @@ def render(
     histories: Mapping[str, Loaded | None],
     logs: Mapping[str, Logs] | None = None,
 ) -> str:
-    """The whole page for a results document, the scenarios' histories and process logs."""
+    """The index page for a results document, the scenarios' histories and process logs
+    (every scenario whole on it up to :data:`INLINE_SCENARIOS`; see :func:`render_all`)."""
+    return render_all(doc, histories, logs).index
+
+
+def render_all(
+    doc: Mapping[str, Any],
+    histories: Mapping[str, Loaded | None],
+    logs: Mapping[str, Logs] | None = None,
+) -> Rendered:
+    """The index page and, past :data:`INLINE_SCENARIOS` scenarios, one page per scenario
+    that went as expected."""
     logs = logs or {}
+    pages: dict[str, str] = {}
     scenarios: list[Json] = ordered(list(doc.get("scenarios") or []))
     # a target's known failures are its app's real verdicts: they stay with the scenarios
     real = [s for s in scenarios if not is_defect_run(s)]
@@ -88,12 +121,51 @@ def render(
     parts.append('<h2 id="scenarios">Scenarios (failing first)</h2>')
     if not scenarios:
         parts.append('<p class="note">No scenario results were found.</p>')
+    split = len(scenarios) > INLINE_SCENARIOS
+    if split:
+        parts.append(
+            f'<p class="note">{len(scenarios)} scenarios: those that went as expected show '
+            "their verdicts here, and their timeline, charts and job stories on a page of their "
+            f"own in <code>{PAGES_DIR}/</code>.</p>"
+        )
     for s in scenarios:
         name = s["scenario"]
-        parts.append(scenario_section(s, histories.get(name), logs.get(name) or {}, known[name]))
+        args = (s, histories.get(name), logs.get(name) or {}, known[name])
+        if split and s["outcome"] in AS_EXPECTED:
+            page = f"{PAGES_DIR}/{slug(name)}.html"
+            pages[page] = _scenario_page(s, scenario_section(*args))
+            parts.append(brief_section(*args, page))
+        else:
+            parts.append(scenario_section(*args))
     parts.append(_environment(doc, scenarios))
     parts.append("</main></body></html>")
-    return "\n".join(parts)
+    return Rendered("\n".join(parts), pages)
+
+
+#: A relative link (not an anchor, not a URL) in a section, to be read from one level down.
+_RELATIVE = re.compile(r'(?<![\w:])href="(?![#/]|[a-z]+:)([^"]*)"')
+
+
+def _scenario_page(s: Mapping[str, Any], section: str) -> str:
+    """A scenario's own page (in :data:`PAGES_DIR`): the whole section, links rebased."""
+    index = "../index.html"
+    body = _RELATIVE.sub(r'href="../\1"', section).replace(
+        'href="#glossary"', f'href="{index}#glossary"'
+    )
+    name = str(s["scenario"])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>bulletproof: {esc(name)} {esc(str(s.get('outcome')))}</title>",
+            f"<style>{CSS}</style></head><body><main>",
+            f'<p><a href="{index}#{scenario_anchor(name)}">← the whole report</a></p>',
+            body,
+            "</main></body></html>",
+        ]
+    )
 
 
 def _story_ids(s: Mapping[str, Any], loaded: Loaded | None) -> set[int]:

@@ -284,9 +284,9 @@ def _stories(s: Mapping[str, Any], loaded: Loaded | None, logs: Logs) -> str:
     return "".join(out)
 
 
-def scenario_section(
-    s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int]
-) -> str:
+def _head(s: Mapping[str, Any]) -> list[str]:
+    """The section's opening: title with its badge, what a mutation or known failure had to
+    do, the test's error."""
     name = s["scenario"]
     mutation = is_defect_run(s)
     parts = [
@@ -318,6 +318,34 @@ def scenario_section(
         )
     if s.get("error"):
         parts.append(f'<div class="error">{esc(s["error"])}</div>')
+    return parts
+
+
+def brief_section(
+    s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int], page: str
+) -> str:
+    """A scenario's section without its charts and job stories, which are on ``page`` (a path
+    relative to the index): verdicts, accounting and fault schedule stay; job links lead to
+    the stories on ``page``."""
+    parts = _head(s)
+    parts.append(_meta(s))
+    parts.append(_process_problems(s, logs))
+    parts.append(_invariants(s, known))
+    parts.append(_accounting(s))
+    if loaded is not None:
+        parts.append(_schedules(loaded))
+    parts.append(
+        f'<p class="note">Timeline, charts and job stories: <a href="{esc(page)}">'
+        f"{esc(page)}</a>.</p></section>"
+    )
+    return "".join(parts).replace('href="#job-', f'href="{esc(page)}#job-')
+
+
+def scenario_section(
+    s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int]
+) -> str:
+    name = s["scenario"]
+    parts = _head(s)
     parts.append(_meta(s))
     parts.append(_process_problems(s, logs))
     parts.append(_invariants(s, known))

@@ -105,3 +105,28 @@ def test_failing_report_in_a_real_browser(
     browser.screenshot(shots / f"report-{width}-lost-story.png")
     browser.evaluate("document.querySelector('[id^=chart-timeline-network_cut]').scrollIntoView()")
     browser.screenshot(shots / f"report-{width}-timeline.png")
+
+
+def test_a_scenario_page_of_a_split_report_in_a_real_browser(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.report import render
+
+    monkeypatch.setattr(render, "INLINE_SCENARIOS", 2)  # as a soak's many runs would
+    recorded.write_failing(tmp_path)
+    build(tmp_path, run={"seed": recorded.SEED, "backend": "local", "profile": "fast"})
+    page = (tmp_path / "pages" / "worker_crash.html").resolve().as_uri()
+    browser.open(page, 390)
+    browser.screenshot(_shots(tmp_path) / "report-page-390.png")
+    assert browser.requests() == [page]
+    scroll, inner = browser.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll <= inner and browser.evaluate(OVERFLOWING) == []
+    height = browser.evaluate(
+        "document.querySelector('svg[id^=chart-timeline-worker_crash]')"
+        ".getBoundingClientRect().height"
+    )
+    assert height > 100, "the timeline is not drawn"
+    back = browser.evaluate("document.querySelector('main p a').getAttribute('href')")
+    assert back == "../index.html#s-worker_crash"

@@ -375,3 +375,55 @@ def test_a_target_run_with_known_failures_reads_not_bulletproof(tmp_path: Path) 
     lines = summary_lines(built)
     assert lines[0].endswith("known failures still failing 1/1")
     assert "  known   app__worker_crash: queue_accounting: job 7 lost" in lines
+
+
+def test_a_long_run_moves_what_went_as_expected_to_pages_of_their_own(
+    failing_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a 75-run soak on one page was 66 MB; past INLINE_SCENARIOS the page is split
+    import shutil
+
+    from harness.report import render
+
+    whole = parse(build(failing_dir, run=RUN).index_html.read_text("utf-8"))
+    reports = tmp_path / "split"
+    shutil.copytree(failing_dir, reports)
+    monkeypatch.setattr(render, "INLINE_SCENARIOS", 2)
+    built = build(reports, run=RUN)
+    html = built.index_html.read_text("utf-8")
+    index = parse(html)
+    pages = {p.name: p.read_text("utf-8") for p in (reports / "pages").glob("*.html")}
+    # passing scenarios and the caught defect get pages; the failing and undecided stay whole
+    assert sorted(pages) == [
+        "backoff_schedule.html",
+        "idempotency__defect_plain-insert.html",
+        "worker_crash.html",
+    ]
+    assert "network_cut.html" not in pages and "database_drop.html" not in pages
+    svgs = {str(s.get("id")) for s in index.svgs}
+    assert "chart-timeline-network_cut" in svgs and "chart-timeline-worker_crash" not in svgs
+    assert 'href="pages/worker_crash.html"' in html
+    assert {"s-worker_crash", "s-network_cut"} <= set(index.ids)  # every section keeps its id
+    # every link resolves: in the index, into a page, from a page back to the index or a file
+    for href in index.hrefs:
+        if href.startswith("#"):
+            assert href[1:] in index.ids, href
+        elif href.startswith("pages/"):
+            name, _, anchor = href[len("pages/") :].partition("#")
+            assert name in pages, href
+            assert not anchor or anchor in parse(pages[name]).ids, href
+    for name, text in pages.items():
+        page = parse(text)
+        assert any(str(s.get("id")).startswith("chart-timeline-") for s in page.svgs), name
+        assert "default-src 'none'" in text and "script" not in page.tags
+        for href in page.hrefs:
+            if href.startswith("#"):
+                assert href[1:] in page.ids, (name, href)
+            elif href.startswith("../index.html#"):
+                assert href.split("#", 1)[1] in index.ids, (name, href)
+            else:
+                assert href.startswith("../") and href[3:] in whole.hrefs, (name, href)
+    # the next report with every scenario inline leaves no stale page behind
+    monkeypatch.setattr(render, "INLINE_SCENARIOS", 30)
+    build(reports, run=RUN)
+    assert list((reports / "pages").glob("*.html")) == []
