@@ -18,6 +18,7 @@ from harness.checker.runs import (
     meets,
     runs_by_job,
     stalled_for,
+    stalled_verdict,
     stopping_faults,
 )
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
@@ -80,7 +81,8 @@ def check_job_timeout(
                 excluded += 1
                 continue
             judged += 1
-            logged = by_worker.get((job_id, run.number, run.worker)) if run.end else None
+            key = (job_id, run.number, run.worker)
+            logged = by_worker.get(key) if run.end is not None else None
             duration = logged[1] - logged[0] if logged is not None else end - run.start
             measured_by_worker += logged is not None
             longest = max(longest, duration)
@@ -155,13 +157,7 @@ def check_job_timeout(
             evidence,
         )
     if stalled:
-        return Verdict(
-            NAME,
-            UNKNOWN,
-            f"could not judge {len(stalled)} runs: {stalled[0]}",
-            figures,
-            stalled,
-        )
+        return stalled_verdict(NAME, stalled, figures)
     if judged == 0:
         return Verdict(
             NAME,

@@ -16,7 +16,9 @@ This is the one run derivation: the checker and the report both read runs from h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from harness.checker.verdict import UNKNOWN, Verdict
 from harness.history.records import Fault, History, JobEvent
 from harness.vocabulary import (
     RUN_ENDINGS,
@@ -290,3 +292,10 @@ def stall_at(stretches: list[tuple[float, float]], t: float) -> float:
     """Seconds from ``t`` to the end of the stretch that holds ``t`` (0: the loop ran at t):
     how long a signal or a timer due at ``t`` waited for the loop."""
     return max((s_end - t for s_start, s_end in stretches if s_start <= t < s_end), default=0.0)
+
+
+def stalled_verdict(name: str, stalled: list[str], figures: dict[str, Any]) -> Verdict:
+    """Unknown for runs a stalled event loop left unjudged (each explained in ``stalled``)."""
+    return Verdict(
+        name, UNKNOWN, f"could not judge {len(stalled)} runs: {stalled[0]}", figures, stalled
+    )

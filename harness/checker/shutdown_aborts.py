@@ -29,8 +29,9 @@ from harness.checker.runs import (
     runs_by_job,
     stall_at,
     stalled_for,
+    stalled_verdict,
 )
-from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
+from harness.checker.verdict import FAIL, PASS, Verdict
 from harness.history.records import Fault, History
 from harness.vocabulary import FaultKind, Invariant, Target, worker_of
 
@@ -110,13 +111,7 @@ def check_shutdown_aborts(history: History, *, worker_timeout: float, tolerance:
             evidence,
         )
     if stalled:
-        return Verdict(
-            NAME,
-            UNKNOWN,
-            f"could not judge {len(stalled)} runs: {stalled[0]}",
-            figures,
-            stalled,
-        )
+        return stalled_verdict(NAME, stalled, figures)
     if in_flight_total == 0:
         return Verdict(
             NAME,

@@ -321,17 +321,25 @@ def _head(s: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def _verdicts(s: Mapping[str, Any], logs: Logs, known: set[int]) -> list[str]:
+    """What every section shows: its opening, run facts, process problems, invariants and
+    accounting."""
+    return [
+        *_head(s),
+        _meta(s),
+        _process_problems(s, logs),
+        _invariants(s, known),
+        _accounting(s),
+    ]
+
+
 def brief_section(
     s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int], page: str
 ) -> str:
     """A scenario's section without its charts and job stories, which are on ``page`` (a path
     relative to the index): verdicts, accounting and fault schedule stay; job links lead to
     the stories on ``page``."""
-    parts = _head(s)
-    parts.append(_meta(s))
-    parts.append(_process_problems(s, logs))
-    parts.append(_invariants(s, known))
-    parts.append(_accounting(s))
+    parts = _verdicts(s, logs, known)
     if loaded is not None:
         parts.append(_schedules(loaded))
     parts.append(
@@ -345,11 +353,7 @@ def scenario_section(
     s: Mapping[str, Any], loaded: Loaded | None, logs: Logs, known: set[int]
 ) -> str:
     name = s["scenario"]
-    parts = _head(s)
-    parts.append(_meta(s))
-    parts.append(_process_problems(s, logs))
-    parts.append(_invariants(s, known))
-    parts.append(_accounting(s))
+    parts = _verdicts(s, logs, known)
     if loaded is not None:
         lost = (s.get("accounting") or {}).get("lost_ids") or []
         svg = charts.timeline_chart(
