@@ -40,7 +40,7 @@ import psycopg
 from psycopg import sql
 
 import harness
-from harness import cleanup
+from harness import cleanup, http
 from harness.backends.base import (
     Address,
     Backend,
@@ -400,7 +400,7 @@ def _fakeapi_ready(service: ContainerService) -> bool:
     endpoint = service.endpoint
     assert endpoint is not None
     try:
-        response = httpx.get(f"http://{endpoint.outside}/jokes/categories", timeout=1.0)
+        response = http.get(f"http://{endpoint.outside}/jokes/categories", timeout=1.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -410,7 +410,7 @@ def _toxiproxy_ready(service: ContainerService) -> bool:
     endpoint = service.endpoint
     assert endpoint is not None
     try:
-        response = httpx.get(f"http://{endpoint.outside}/version", timeout=1.0)
+        response = http.get(f"http://{endpoint.outside}/version", timeout=1.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
