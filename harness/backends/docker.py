@@ -365,12 +365,15 @@ class DockerPostgres(ContainerService, PostgresService):
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn("postgres"), autocommit=True, connect_timeout=5)
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, *, template: str | None = None) -> None:
         with self._admin() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template is not None:
+                create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(create)
 
     def drop_database(self, name: str) -> None:
         with self._admin() as conn:
