@@ -148,6 +148,11 @@ class Service(ABC):
         return self.start(timeout=timeout)
 
 
+def template_name(key: str) -> str:
+    """The template database :meth:`PostgresService.create_migrated_database` keeps for ``key``."""
+    return "bp_template_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 class PostgresService(Service):
     """The session's PostgreSQL server: one database per stack, same data across restarts."""
 
@@ -167,21 +172,25 @@ class PostgresService(Service):
         CPU second in every scenario (its imports), taken from the processes being timed. The
         template is dropped again if ``migrate`` fails, and goes with the server.
         """
-        template = "bp_template_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        template = template_name(key)
         with _TEMPLATES_LOCK:
             made = _TEMPLATES.setdefault(self, set())
-            fresh = template not in made
-            if fresh:
-                self.create_database(template)
+            if template in made:
                 try:
-                    migrate(template)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        self.drop_database(template)
-                    raise
-                made.add(template)
+                    self.create_database(name, template=template)
+                    return False
+                except Exception:  # the template is gone (dropped by hand): made again below
+                    made.discard(template)
+            self.create_database(template)
+            try:
+                migrate(template)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.drop_database(template)
+                raise
+            made.add(template)
             self.create_database(name, template=template)
-        return fresh
+        return True
 
     @abstractmethod
     def drop_database(self, name: str) -> None:

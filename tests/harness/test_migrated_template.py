@@ -7,19 +7,19 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from harness.backends.base import template_name
 from harness.backends.local import LocalPostgresService
 from harness.postgres import LocalPostgres
+
+KEYS = ("test-a", "test-b", "test-c")  # not a schema key a stack uses on this server
 
 
 @pytest.fixture
 def service(postgres: LocalPostgres) -> Iterator[LocalPostgresService]:
     svc = LocalPostgresService(postgres, owned=False)
     yield svc
-    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
-    for name in names:
-        if name.startswith(("bp_template_", "tpl_copy_")):
-            svc.drop_database(name)
+    for name in [*map(template_name, KEYS), "tpl_copy_1", "tpl_copy_2", "tpl_copy_3"]:
+        svc.drop_database(name)
 
 
 def _tables(postgres: LocalPostgres, db: str) -> set[str]:
@@ -38,16 +38,16 @@ def test_migrate_runs_once_per_key_and_every_copy_has_the_schema(
         with psycopg.connect(postgres.dsn(db), autocommit=True) as conn:
             conn.execute("CREATE TABLE jokes (id text PRIMARY KEY)")
 
-    assert service.create_migrated_database("tpl_copy_1", key="a", migrate=migrate)
-    assert not service.create_migrated_database("tpl_copy_2", key="a", migrate=migrate)
-    assert service.create_migrated_database("tpl_copy_3", key="b", migrate=migrate)
+    assert service.create_migrated_database("tpl_copy_1", key="test-a", migrate=migrate)
+    assert not service.create_migrated_database("tpl_copy_2", key="test-a", migrate=migrate)
+    assert service.create_migrated_database("tpl_copy_3", key="test-b", migrate=migrate)
     assert len(calls) == 2 and calls[0] != calls[1]  # one template per key
     for db in ("tpl_copy_1", "tpl_copy_2", "tpl_copy_3"):
         assert _tables(postgres, db) == {"jokes"}
     # copies are independent: a write to one is not in the next
     with psycopg.connect(postgres.dsn("tpl_copy_1"), autocommit=True) as conn:
         conn.execute("INSERT INTO jokes VALUES ('x')")
-    service.create_migrated_database("tpl_copy_2", key="a", migrate=migrate)
+    service.create_migrated_database("tpl_copy_2", key="test-a", migrate=migrate)
     with psycopg.connect(postgres.dsn("tpl_copy_2")) as conn:
         assert conn.execute("SELECT count(*) FROM jokes").fetchone() == (0,)
 
@@ -59,7 +59,17 @@ def test_a_failed_migrate_leaves_no_template_and_is_run_again(
         raise RuntimeError("migrate: exit code 1")
 
     with pytest.raises(RuntimeError, match="exit code 1"):
-        service.create_migrated_database("tpl_copy_1", key="c", migrate=broken)
+        service.create_migrated_database("tpl_copy_1", key="test-c", migrate=broken)
     calls: list[str] = []
-    service.create_migrated_database("tpl_copy_1", key="c", migrate=calls.append)
+    service.create_migrated_database("tpl_copy_1", key="test-c", migrate=calls.append)
     assert len(calls) == 1
+
+
+def test_a_template_dropped_behind_its_back_is_made_again(
+    service: LocalPostgresService, postgres: LocalPostgres
+) -> None:
+    calls: list[str] = []
+    service.create_migrated_database("tpl_copy_1", key="test-a", migrate=calls.append)
+    service.drop_database(template_name("test-a"))
+    assert service.create_migrated_database("tpl_copy_2", key="test-a", migrate=calls.append)
+    assert len(calls) == 2
