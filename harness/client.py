@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from harness import http
 from harness.history.records import Observation, Submit
 from harness.history.store import HistoryWriter
 
@@ -39,7 +40,7 @@ class Client:
         self.health_timeout = health_timeout
         self.health_path = health_path
         self.history = history
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = http.client(base_url=self.base_url, timeout=timeout)
         self._ops = itertools.count(1)
         self._lock = threading.Lock()
 

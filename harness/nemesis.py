@@ -16,6 +16,7 @@ proxy, or the fake API itself for application faults).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import threading
@@ -62,6 +63,7 @@ class Nemesis:
         self._lock = threading.Lock()
         self.stopped_for_good: set[str] = set()
         """Processes this nemesis stopped and did not start again (not a defect if down)."""
+        self._open: collections.Counter[str] = collections.Counter()
         if stack.toxiproxy is not None:
             stack.toxiproxy.client()  # toxiproxy-python keeps its server in class attributes
 
@@ -72,13 +74,22 @@ class Nemesis:
         """Record a fault window around the block: opened now, closed when the block ends."""
         with self._lock:
             fault_id = next(self._ids)
+            self._open[target] += 1
         handle = FaultHandle(fault_id, kind, target, time.time(), dict(detail))
-        self._write(handle)
         try:
+            self._write(handle)
             yield handle
         finally:
             handle.end = time.time()
+            with self._lock:
+                self._open[target] -= 1
             self._write(handle)
+
+    def holds(self, target: str) -> bool:
+        """Whether a fault window on ``target`` (e.g. ``worker:w1``) is open now: a process
+        down inside one may still be started again."""
+        with self._lock:
+            return self._open[target] > 0
 
     def _write(self, h: FaultHandle) -> None:
         self.history.write(

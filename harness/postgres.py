@@ -417,13 +417,15 @@ class LocalPostgres:
 
     # -- databases -----------------------------------------------------------------------
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database (dropping one of that name first); return its DSN."""
-        if not name.replace("_", "").isalnum():
-            raise ValueError(f"database name {name!r}: use letters, digits and underscores")
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create a database (dropping one of that name first), empty or a copy of database
+        ``template``; return its DSN."""
+        for what in (name, template or "template0"):
+            if not what.replace("_", "").isalnum():
+                raise ValueError(f"database name {what!r}: use letters, digits and underscores")
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template or "template0"}"')
         return self.dsn(name)
 
     def drop_database(self, name: str) -> None:

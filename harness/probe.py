@@ -6,7 +6,8 @@ name, so that a scenario reads as what it waits for, not as SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -35,10 +36,59 @@ def _connect(dsn: str) -> psycopg.Connection[Any]:
     return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
 
 
+class _Polling:
+    """The one connection the polled reads share, kept between polls.
+
+    Scenarios poll job states every 20 ms; a connection per poll made PostgreSQL fork a
+    backend 50 times a second, CPU taken from the processes being timed. A connection
+    broken meanwhile (PostgreSQL killed, the database dropped) is replaced once, so a
+    read fails only when a fresh connection fails too, as before. One connection for
+    the process (psycopg connections are thread-safe; reads are serialised), switched
+    when a scenario's database changes, closed by :func:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dsn: str | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def fetchall(self, dsn: str, query: str, params: Any) -> Sequence[tuple[Any, ...]]:
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._conn is None or self._conn.closed or self._dsn != dsn
+                if fresh:
+                    self._close()
+                    self._conn, self._dsn = _connect(dsn), dsn
+                assert self._conn is not None
+                try:
+                    return self._conn.execute(query, params).fetchall()
+                except psycopg.Error:
+                    self._close()
+                    if fresh or attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._dsn = None
+
+
+_polling = _Polling()
+
+
+def close() -> None:
+    """Close the connection the polled reads keep (a scenario's end calls this)."""
+    _polling.close()
+
+
 def job_states(dsn: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
     """``job id -> (status, attempts)`` for the given jobs (missing ones are left out)."""
-    with _connect(dsn) as conn:
-        rows = conn.execute(JOB_STATES, (list(ids),)).fetchall()
+    rows = _polling.fetchall(dsn, JOB_STATES, (list(ids),))
     return {int(i): (str(s), int(a)) for i, s, a in rows}
 
 
@@ -50,10 +100,9 @@ def job_statuses(dsn: str, ids: Iterable[int]) -> dict[int, str]:
 def unacknowledged_statuses(dsn: str, task: str, acknowledged: Iterable[int]) -> dict[int, str]:
     """``job id -> status`` for jobs of ``task`` (a suffix of the task name) that are not
     among ``acknowledged``: the ones submissions whose answer was lost may have created."""
-    with _connect(dsn) as conn:
-        rows = conn.execute(
-            UNACKNOWLEDGED_OF_TASK, {"task": task, "acked": list(acknowledged)}
-        ).fetchall()
+    rows = _polling.fetchall(
+        dsn, UNACKNOWLEDGED_OF_TASK, {"task": task, "acked": list(acknowledged)}
+    )
     return {int(i): str(s) for i, s in rows}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import cleanup
+from harness import cleanup, http
 from harness.backends.base import Endpoint, Service, ServiceError
 from harness.wait import WaitTimeout, wait_for
 
@@ -55,7 +55,7 @@ def http_ok(
     def check(proc: ManagedProcess) -> bool:
         target = url() if callable(url) else url
         try:
-            response = httpx.get(target, timeout=probe_timeout)
+            response = http.get(target, timeout=probe_timeout)
         except httpx.HTTPError:
             return False
         return response.status_code in statuses

@@ -146,8 +146,9 @@ class ScenarioRun(Watch):
     def settle(self, timeout: float | None = None) -> float:
         """Wait until every acknowledged job is terminal, and every job a submission whose
         answer was lost created (the checker judges those too), at most ``timeout`` (default:
-        :func:`harness.budgets.settle`), and record the ``end``. Never raises: what is left is
-        for the checker to judge. Only the first call waits."""
+        :func:`harness.budgets.settle`) or until :meth:`no_worker_left` (recorded), and record
+        the ``end``. Never raises: what is left is for the checker to judge. Only the first
+        call waits."""
         if self._settled is not None:
             return self._settled
         self.phases["faults"] = round(time.monotonic() - self._faults_started, 3)
@@ -166,12 +167,17 @@ class ScenarioRun(Watch):
             return True
 
         with self.phase("settle"), contextlib.suppress(WaitTimeout):
-            wait_for(
-                lambda: all_terminal() or None,
+            waited = wait_for(
+                lambda: all_terminal() or ("gone" if self.no_worker_left() else None),
                 timeout=budget,
-                what="every acknowledged job terminal",
+                what="every acknowledged job terminal (or no worker left to run one)",
                 ignore=(psycopg.Error,),
             )
+            if waited.value == "gone":
+                self.observe(
+                    ObservationName.NO_WORKER_LEFT,
+                    {w.name: w.exit_code for w in self.stack.workers},
+                )
         self.sentinel.stop()
         self.writer.write(End(finished_at=time.time(), deadline=deadline))
         self._settled = budget
@@ -313,6 +319,7 @@ class ScenarioRun(Watch):
         if hasattr(self, "sentinel"):
             self.sentinel.stop()
         self.client.close()
+        probe.close()
         self.writer.close()
 
 

@@ -41,6 +41,7 @@ from harness.backends.base import (
 )
 from harness.fakeapi.client import FakeApiClient
 from harness.profiles import Profile
+from system.defects import SCHEMA_DEFECTS
 
 _db_counter = itertools.count(1)
 _consumer_lock = threading.RLock()
@@ -217,17 +218,32 @@ class Stack:
     def _start(self, timeout: float) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start(timeout=timeout)  # no-op if running (a killed one is brought back)
-        self._timed("database", lambda: self.postgres.create_database(self.db_name))
-        self._db_created = True
+        self._db_created = True  # from here on close() drops it (if it exists)
         migrate_env = {
             **self.profile.env(),
-            "PROCRASTINATE_DATABASE_URL": self.postgres.dsn(self.db_name, inside=True),
             # the schema itself can carry a defect (plain-insert: no primary key)
-            "BULLETPROOF_DEFECTS": ",".join(self.defects),
+            "BULLETPROOF_DEFECTS": ",".join(sorted(set(self.defects) & SCHEMA_DEFECTS)),
         }
+
+        def migrate(dbname: str) -> None:
+            self.backend.run_migrate(
+                env={
+                    **migrate_env,
+                    "PROCRASTINATE_DATABASE_URL": self.postgres.dsn(dbname, inside=True),
+                },
+                log_path=self.logs_dir / "migrate.log",
+                timeout=timeout,
+            )
+
+        def database() -> None:
+            # migrate runs once per server and schema (the defects that change it), into a
+            # template every later stack's database copies (setting up is not under test)
+            key = migrate_env["BULLETPROOF_DEFECTS"]
+            self.postgres.create_migrated_database(self.db_name, key=key, migrate=migrate)
+
         with ThreadPoolExecutor(max_workers=3) as pool:
             # Three independent boots in parallel (each ~0.3-1 s): the fake API, Toxiproxy, and
-            # migrate (straight to the database: setting up is not under test).
+            # the database (migrated straight, not through Toxiproxy).
             fake = pool.submit(
                 self._timed,
                 "fakeapi",
@@ -242,19 +258,13 @@ class Stack:
                     seed=self.seed, log_path=self.logs_dir / "toxiproxy.log"
                 ),
             )
-            migrate = pool.submit(
-                self._timed,
-                "migrate",
-                lambda: self.backend.run_migrate(
-                    env=migrate_env, log_path=self.logs_dir / "migrate.log", timeout=timeout
-                ),
-            )
+            db = pool.submit(self._timed, "database", database)
         # Keep whatever started (close() stops it), then raise the first failure.
         if fake.exception() is None:
             self.fakeapi_service = fake.result()
         if tox.exception() is None:
             self.toxiproxy = tox.result()
-        for future in (tox, fake, migrate):
+        for future in (tox, fake, db):
             error = future.exception()
             if error is not None:
                 raise error

@@ -122,6 +122,7 @@ class ObservationName(StrEnum):
     LOOP_STALL = "loop_stall"  # {worker, start, end}: its event loop not seen running (its log)
     CALIBRATION = "calibration"  # pickup latency measured before the faults
     MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)
+    NO_WORKER_LEFT = "no_worker_left"  # {worker: exit code}: all exited, none restarting
     PROCESS_STATUS = (
         "process_status"  # {process, running, exit_code, stopped_by_nemesis} at the end
     )

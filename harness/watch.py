@@ -16,9 +16,10 @@ import psycopg
 from harness import budgets, probe
 from harness.history.store import HistoryWriter
 from harness.logs import latest_run_worker
+from harness.nemesis import Nemesis
 from harness.profiles import Profile
 from harness.stack import Stack
-from harness.vocabulary import JobStatus, ObservationName
+from harness.vocabulary import JobStatus, ObservationName, worker_target
 from harness.wait import WaitTimeout, wait_for
 
 
@@ -28,6 +29,7 @@ class Watch:
     stack: Stack
     profile: Profile
     writer: HistoryWriter
+    nemesis: Nemesis
 
     @property
     def worker_logs(self) -> dict[str, Path]:
@@ -45,6 +47,17 @@ class Watch:
     def jobs(self, ids: Iterable[int] | None = None) -> dict[int, tuple[str, int]]:
         """Current ``(status, attempts)`` of jobs (default: the acknowledged ones)."""
         return probe.job_states(self.stack.db_dsn, self.acknowledged() if ids is None else ids)
+
+    def no_worker_left(self) -> bool:
+        """Whether no job can run any more: every worker process has exited and no fault
+        window is open on any of them (none is about to be started again). The API runs no
+        jobs (``--no-worker``). Waiting for progress past this point proves nothing, so the
+        waits below end here; the checker judges what is left (``processes_alive``,
+        ``queue_accounting``)."""
+        workers = self.stack.workers
+        return bool(workers) and all(
+            not w.is_running() and not self.nemesis.holds(worker_target(w.name)) for w in workers
+        )
 
     def running_on(self, ids: Iterable[int]) -> dict[int, str]:
         """Which worker started the latest run of each job, from the workers' own logs."""
@@ -131,10 +144,11 @@ class Watch:
 
     def await_health(self, *, healthy: bool, timeout: float, since: float | None = None) -> float:
         """Wait (at most ``timeout``, never failing: the checker judges) until ``/health``
-        answered 200 (``healthy``) or 503 since ``since`` (default: now); returns the wait."""
+        answered 200 (``healthy``) or 503 since ``since`` (default: now); returns the wait.
+        A wait for 200 also ends when :meth:`no_worker_left`."""
         start = time.time() if since is None else since
         return self.hold_until(
-            lambda: self.saw_health(start, healthy=healthy),
+            lambda: self.saw_health(start, healthy=healthy) or (healthy and self.no_worker_left()),
             timeout=timeout,
             what=f"/health to say {'200' if healthy else '503'}",
             strict=False,
@@ -142,11 +156,14 @@ class Watch:
 
     def sample_recovery_window(self, recover: float) -> float:
         """Keep ``/health`` sampled (the scenario's monitor runs meanwhile) until ``recover``
-        seconds have passed and a 200 came since now; at most twice that (the checker judges
-        what it saw)."""
+        seconds have passed and a 200 came since now; at most twice that, or until
+        :meth:`no_worker_left` (the checker judges what it saw)."""
         start = time.time()
         return self.hold_until(
-            lambda: time.time() >= start + recover and self.saw_health(start, healthy=True),
+            lambda: (
+                (time.time() >= start + recover and self.saw_health(start, healthy=True))
+                or self.no_worker_left()
+            ),
             timeout=2 * recover,
             what="/health sampled to the end of the recovery window",
             strict=False,

@@ -40,6 +40,11 @@ class Defect(enum.StrEnum):
         return DESCRIPTIONS[self]
 
 
+SCHEMA_DEFECTS: frozenset[Defect] = frozenset({Defect.PLAIN_INSERT})
+"""The defects that change what ``migrate`` creates; every other one leaves the schema as is
+(the harness copies one migrated database per set of these)."""
+
+
 DESCRIPTIONS: dict[Defect, str] = {
     Defect.PLAIN_INSERT: (
         "the jokes table has no primary key and jokes are stored with a plain INSERT "

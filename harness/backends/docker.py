@@ -40,7 +40,7 @@ import psycopg
 from psycopg import sql
 
 import harness
-from harness import cleanup
+from harness import cleanup, http
 from harness.backends.base import (
     Address,
     Backend,
@@ -365,12 +365,15 @@ class DockerPostgres(ContainerService, PostgresService):
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn("postgres"), autocommit=True, connect_timeout=5)
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, *, template: str | None = None) -> None:
         with self._admin() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template is not None:
+                create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(create)
 
     def drop_database(self, name: str) -> None:
         with self._admin() as conn:
@@ -400,7 +403,7 @@ def _fakeapi_ready(service: ContainerService) -> bool:
     endpoint = service.endpoint
     assert endpoint is not None
     try:
-        response = httpx.get(f"http://{endpoint.outside}/jokes/categories", timeout=1.0)
+        response = http.get(f"http://{endpoint.outside}/jokes/categories", timeout=1.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -410,7 +413,7 @@ def _toxiproxy_ready(service: ContainerService) -> bool:
     endpoint = service.endpoint
     assert endpoint is not None
     try:
-        response = httpx.get(f"http://{endpoint.outside}/version", timeout=1.0)
+        response = http.get(f"http://{endpoint.outside}/version", timeout=1.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200

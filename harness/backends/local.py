@@ -130,8 +130,8 @@ class LocalPostgresService(PostgresService):
         if self._owned:
             self.server.close()
 
-    def create_database(self, name: str) -> None:
-        self.server.create_database(name)
+    def create_database(self, name: str, *, template: str | None = None) -> None:
+        self.server.create_database(name, template=template)
 
     def drop_database(self, name: str) -> None:
         self.server.drop_database(name)

@@ -21,6 +21,7 @@ from harness.vocabulary import (
     TERMINAL_STATUSES,
     Invariant,
     JobStatus,
+    ObservationName,
     SubmitOutcome,
 )
 
@@ -123,10 +124,15 @@ def check_queue_accounting(
     problems: list[str] = []
     if acc["lost"]:
         problems.append(f"{acc['lost']} lost")
+        when = "at the deadline"
+        for o in history.observations(ObservationName.NO_WORKER_LEFT):
+            if isinstance(o.value, dict):
+                codes = ", ".join(f"{w} exit code {c}" for w, c in sorted(o.value.items()))
+                when = f"at the end, when no worker was left to run it ({codes})"
         for job_id in acc["lost_ids"]:
             status = acc["statuses"][str(job_id)]
             how = "acknowledged" if job_id in acked else "created by an unknown submission"
-            evidence.append(f"job {job_id} {how} but {status} at the deadline")
+            evidence.append(f"job {job_id} {how} but {status} {when}")
     if acc["unexpected"]:
         problems.append(f"{acc['unexpected']} unexpected")
         evidence.extend(f"job {j} was never submitted" for j in acc["unexpected_ids"])

@@ -13,7 +13,13 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from harness.checker.runs import acknowledged_ids, runs_by_job
+from harness.checker.runs import (
+    acknowledged_ids,
+    loop_stalls,
+    runs_by_job,
+    stalled_for,
+    stalled_verdict,
+)
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
 from harness.vocabulary import Invariant
@@ -50,6 +56,10 @@ def check_retry_schedule(
     - early, strategy: the retry time asked for is less than ``expected - tolerance`` after the
       failure (the decision precedes the failure's commit by a little: within the tolerance).
 
+    A retry late by no more than the event loop of the worker that ran it stood still after
+    its retry time (``loop_stall``) cannot be judged: unknown, naming it, when no other retry
+    fails (a machine too busy to run the worker, not a schedule).
+
     ``tolerance`` comes from the calibration (harness/budgets.py), never from this run. It must
     be below half the smallest expected delay judged, or a doubling cannot be told from no
     doubling: unknown. No retry: unknown. With ``require_cap``, no retry whose wait the cap
@@ -74,8 +84,10 @@ def check_retry_schedule(
 
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
+    stalls = loop_stalls(history)
     delays: list[dict[str, Any]] = []
     evidence: list[str] = []
+    stalled: list[str] = []
     for job_id in ids:
         runs = by_job.get(job_id, [])
         for prev, nxt in itertools.pairwise(runs):
@@ -100,6 +112,15 @@ def check_retry_schedule(
             )
             where = f"job {job_id}: retry after run {prev.number}"
             if observed > expected + tolerance:
+                overrun = observed - expected - tolerance
+                lag = stalled_for(stalls.get(str(nxt.worker), []), prev.retry_at, nxt.start)
+                if 0 < overrun <= lag:
+                    stalled.append(
+                        f"{where} came {observed:.3f}s after the failure, {overrun:.3f}s past "
+                        f"{expected:.3f}s + {tolerance:.3f}s, while {nxt.worker}'s event loop "
+                        f"stood still {lag:.3f}s after the retry time"
+                    )
+                    continue
                 evidence.append(
                     f"{where} came {observed:.3f}s after the failure, later than "
                     f"{expected:.3f}s + {tolerance:.3f}s"
@@ -133,6 +154,9 @@ def check_retry_schedule(
             figures,
             evidence,
         )
+    if stalled:
+        figures["stalled_retries"] = stalled
+        return stalled_verdict(NAME, stalled, figures)
     if smallest is None:
         return Verdict(NAME, UNKNOWN, "no scheduled retry happened: nothing to check", figures)
     if tolerance >= smallest / 2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from harness import http
 
 
 class FakeApiClient:
@@ -15,7 +15,7 @@ class FakeApiClient:
         self._timeout = timeout
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.request(method, self.url + path, json=body, timeout=self._timeout)
+        response = http.request(method, self.url + path, json=body, timeout=self._timeout)
         if response.status_code >= 400:
             raise ValueError(f"fake API {method} {path}: {response.json().get('error')}")
         return response.json()
@@ -73,7 +73,7 @@ class FakeApiClient:
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """The request record (from index ``since``), oldest first."""
-        response = httpx.get(
+        response = http.get(
             f"{self.url}/_control/requests", params={"since": since}, timeout=self._timeout
         )
         response.raise_for_status()

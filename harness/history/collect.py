@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from harness import http
 from harness.history.records import (
     ApiRequest,
     Effect,
@@ -256,7 +256,7 @@ def _query(value: Any) -> dict[str, Any]:
 
 def collect_api_requests(fakeapi_url: str, *, timeout: float = 5.0) -> list[Record]:
     """Every request the fake joke API recorded, from ``GET /_control/requests``."""
-    response = httpx.get(f"{fakeapi_url.rstrip('/')}/_control/requests", timeout=timeout)
+    response = http.get(f"{fakeapi_url.rstrip('/')}/_control/requests", timeout=timeout)
     response.raise_for_status()
     body = response.json()
     items = body.get("requests", []) if isinstance(body, dict) else body

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from harness import http
 from harness.ports import free_port
 from harness.wait import WaitTimeout, wait_for
 
@@ -157,7 +158,7 @@ def _child_env() -> dict[str, str]:
 
 def fetch_version(url: str, timeout: float = 2.0) -> str:
     """``GET /version`` -> the version string (Toxiproxy 2.x answers ``{"version": "X"}``)."""
-    response = httpx.get(f"{url.rstrip('/')}/version", timeout=timeout)
+    response = http.get(f"{url.rstrip('/')}/version", timeout=timeout)
     response.raise_for_status()
     try:
         return str(response.json()["version"])

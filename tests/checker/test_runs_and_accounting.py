@@ -55,6 +55,21 @@ def test_accounting_fails_on_a_job_left_doing_or_todo() -> None:
     assert any("job 1" in e and "doing" in e for e in v.evidence)
 
 
+def test_a_job_left_when_no_worker_was_left_fails_and_says_so() -> None:
+    # settle stops waiting once every worker exited on its own (Watch.no_worker_left): the
+    # job is still lost, and the evidence names the exits instead of a deadline
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.1)
+    b.observe("no_worker_left", {"w1": 1, "w2": 1}, 3.0)
+    v = check_queue_accounting(b.build())
+    assert v.status == FAIL and v.figures["lost_ids"] == [1]
+    assert v.evidence[0] == (
+        "job 1 acknowledged but doing at the end, when no worker was left to run it "
+        "(w1 exit code 1, w2 exit code 1)"
+    )
+
+
 def test_accounting_fails_on_an_acknowledged_job_missing_from_the_table() -> None:
     b = HistoryBuilder()
     b.submit(1)

@@ -60,6 +60,33 @@ def test_retry_schedule_fails_when_a_retry_is_late() -> None:
     assert "after run 2" in v.evidence[0] and "later than" in v.evidence[0]
 
 
+def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_stalled_loop() -> None:
+    # chaos under pytest-xdist (-n 4 on 2 cores): a retry 0.064 s late against a 0.052 s
+    # tolerance, while the machine ran four stacks at once
+    def history(late: float, *stalls: tuple[str, float, float]) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        b.run(1, 0.1, 0.15, "retry", retry_in=BASE, worker="w1")  # retry time 0.35
+        b.run(1, 0.15 + BASE + late, 0.15 + BASE + late + 0.05, "failed", worker="w1")
+        for worker, start, end in stalls:
+            b.observe(
+                "loop_stall", {"worker": worker, "start": b.t0 + start, "end": b.t0 + end}, end
+            )
+        return b
+
+    judge = {"base_delay": BASE, "max_delay": CAP, "tolerance": TOL}
+    # 0.12 s late: 0.04 s past the tolerance, and w1's loop stood still 0.06 s after 0.35
+    v = check_retry_schedule(history(0.12, ("w1", 0.34, 0.41)).build(), **judge)
+    assert v.status == UNKNOWN, v.summary
+    assert "could not judge 1 runs" in v.summary and "stood still 0.060s" in v.summary
+    # a stall on another worker, or before the retry time, explains nothing
+    assert check_retry_schedule(history(0.12, ("w2", 0.34, 0.41)).build(), **judge).status == FAIL
+    assert check_retry_schedule(history(0.12, ("w1", 0.2, 0.34)).build(), **judge).status == FAIL
+    # a retry at the next poll, 0.5 s late, is not explained by a 0.06 s stall
+    v = check_retry_schedule(history(0.5, ("w1", 0.34, 0.41)).build(), **judge)
+    assert v.status == FAIL and "later than" in v.evidence[0]
+
+
 def test_retry_schedule_fails_when_the_queue_runs_a_retry_before_its_time() -> None:
     v = check_retry_schedule(
         _schedule([0.0, -0.35, 0.0], runs=4).build(),
