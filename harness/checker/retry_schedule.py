@@ -57,8 +57,9 @@ def check_retry_schedule(
       failure (the decision precedes the failure's commit by a little: within the tolerance).
 
     A retry late by no more than the event loop of the worker that ran it stood still after
-    its retry time (``loop_stall``) cannot be judged: unknown, naming it, when no other retry
-    fails (a machine too busy to run the worker, not a schedule).
+    its retry time (``loop_stall``), and asked for no shorter a wait than the formula allows,
+    cannot be judged: unknown, naming it, when no other retry fails (a machine too busy to run
+    the worker, not a schedule).
 
     ``tolerance`` comes from the calibration (harness/budgets.py), never from this run. It must
     be below half the smallest expected delay judged, or a doubling cannot be told from no
@@ -114,7 +115,9 @@ def check_retry_schedule(
             if observed > expected + tolerance:
                 overrun = observed - expected - tolerance
                 lag = stalled_for(stalls.get(str(nxt.worker), []), prev.retry_at, nxt.start)
-                if 0 < overrun <= lag:
+                # a stall after the retry time excuses only the pickup: never a strategy that
+                # asked too short a wait (lag <= pickup already rules out one asking too long)
+                if requested >= expected - tolerance and overrun <= lag:
                     stalled.append(
                         f"{where} came {observed:.3f}s after the failure, {overrun:.3f}s past "
                         f"{expected:.3f}s + {tolerance:.3f}s, while {nxt.worker}'s event loop "

@@ -63,10 +63,12 @@ def test_retry_schedule_fails_when_a_retry_is_late() -> None:
 def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_stalled_loop() -> None:
     # chaos under pytest-xdist (-n 4 on 2 cores): a retry 0.064 s late against a 0.052 s
     # tolerance, while the machine ran four stacks at once
-    def history(late: float, *stalls: tuple[str, float, float]) -> HistoryBuilder:
+    def history(
+        late: float, *stalls: tuple[str, float, float], asked: float = BASE
+    ) -> HistoryBuilder:
         b = HistoryBuilder()
         b.submit(1)
-        b.run(1, 0.1, 0.15, "retry", retry_in=BASE, worker="w1")  # retry time 0.35
+        b.run(1, 0.1, 0.15, "retry", retry_in=asked, worker="w1")  # retry time 0.15 + asked
         b.run(1, 0.15 + BASE + late, 0.15 + BASE + late + 0.05, "failed", worker="w1")
         for worker, start, end in stalls:
             b.observe(
@@ -85,6 +87,10 @@ def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_stalled_loop() 
     # a retry at the next poll, 0.5 s late, is not explained by a 0.06 s stall
     v = check_retry_schedule(history(0.5, ("w1", 0.34, 0.41)).build(), **judge)
     assert v.status == FAIL and "later than" in v.evidence[0]
+    # a strategy asking 0.1 s instead of 0.2 s, its retry then held by a stall covering the
+    # whole pickup (0.25 to 0.5), is still a failure: the stall explains the pickup, not the ask
+    v = check_retry_schedule(history(0.15, ("w1", 0.24, 0.51), asked=0.1).build(), **judge)
+    assert v.status == FAIL and "later than" in v.evidence[0], v.summary
 
 
 def test_retry_schedule_fails_when_the_queue_runs_a_retry_before_its_time() -> None:
