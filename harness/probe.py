@@ -54,19 +54,19 @@ class _Polling:
 
     def fetchall(self, dsn: str, query: str, params: Any) -> Sequence[tuple[Any, ...]]:
         with self._lock:
-            for attempt in (1, 2):
-                fresh = self._conn is None or self._conn.closed or self._dsn != dsn
-                if fresh:
-                    self._close()
-                    self._conn, self._dsn = _connect(dsn), dsn
-                assert self._conn is not None
+            conn = self._conn
+            if conn is not None and not conn.closed and self._dsn == dsn:
                 try:
-                    return self._conn.execute(query, params).fetchall()
+                    return conn.execute(query, params).fetchall()
                 except psycopg.Error:
-                    self._close()
-                    if fresh or attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+                    self._close()  # maybe broken meanwhile: once more on a fresh one
+            self._close()
+            self._conn, self._dsn = _connect(dsn), dsn
+            try:
+                return self._conn.execute(query, params).fetchall()
+            except psycopg.Error:
+                self._close()
+                raise
 
     def close(self) -> None:
         with self._lock:
