@@ -134,6 +134,12 @@ def long_outage(p: Profile) -> float:
     return notice + session_teardown_limit(p.worker_timeout, p.db_pool_timeout) + steps
 
 
+def session_teardown(p: Profile) -> float:
+    """The system's limit on ending a lost worker session before it reconnects (its running
+    jobs get ``WORKER_TIMEOUT``, its pending database calls the pool timeout)."""
+    return session_teardown_limit(p.worker_timeout, p.db_pool_timeout)
+
+
 def health_interval(p: Profile) -> float:
     """How often to sample ``/health``: often enough to see a heartbeat go stale."""
     return min(0.1, p.worker_heartbeat_interval / 2)

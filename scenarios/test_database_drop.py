@@ -5,7 +5,8 @@ The first outage lasts past the pool timeout (Procrastinate alone stops its work
 ``WORKER_TIMEOUT`` and four reconnect attempts (:func:`harness.budgets.long_outage`), so a
 supervisor that gives up early is caught. After each outage new jobs are submitted: they must
 run. The system must resume on its own each time: every acknowledged job succeeds, every job
-pending when an outage ends moves again within ``reconnect + stalled-job recovery``, the worker
+pending when an outage ends moves again within ``reconnect + stalled-job recovery`` (plus what
+is left of a session teardown the outage started, up to the system's limit), the worker
 process is alive at the end, and ``/health`` says 503 during each outage and 200 after it.
 Submissions made during an outage are refused or end ``unknown``; an unknown one counts as
 recovered only if its job ended. Mutations: ``no-db-supervision``, ``supervisor-gives-up``.
@@ -82,6 +83,9 @@ def drop_the_database(sc: ScenarioRun) -> Callable[[History], Sequence[Verdict]]
                 budget=budgets.reconnect(p, cal) + budgets.stall_recovery(p, cal),
                 fault_kinds=("proxy_down", "pg_kill"),
                 target_prefix=("dblink", "postgres"),
+                # a crash that ends a session just before PostgreSQL is back: the worker
+                # reconnects once that session's teardown is over (the system's own limit)
+                session_teardown=budgets.session_teardown(p),
             ),
             check_health_transitions(
                 h,

@@ -39,6 +39,7 @@ from procrastinate.job_context import AbortReason
 from procrastinate.worker import Worker
 
 from system import db
+from system.awaiting import describe_waiting, other_tasks
 from system.defects import Defect
 from system.durations import format_duration
 from system.joblogs import quiet_abort_tracebacks
@@ -82,6 +83,8 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (
 _FIRST_RECONNECT_DELAY = 0.1
 #: A lost session's teardown ending this much past its limit is a warning (event-loop lag).
 _TEARDOWN_SLACK = 0.25
+#: The line ending a lost session's teardown: seconds it took, the limit (the harness reads it).
+TEARDOWN_LINE = "lost session ended in %.2fs (limit %s)"
 
 #: Recovery and health checks jump the queue: with every slot busy they run at the next free
 #: one instead of behind the backlog (Procrastinate fetches by priority, then id).
@@ -405,7 +408,12 @@ class Supervisor:
             for task in leftovers:
                 task.add_done_callback(db.retrieve_outcome)
             if leftovers and (left := within(2.0)) > 0:
-                await asyncio.wait(leftovers, timeout=left)
+                _, stuck = await asyncio.wait(leftovers, timeout=left)
+                if stuck:
+                    logger.warning(
+                        "session tasks not done after cancellation, left behind: %s",
+                        describe_waiting(other_tasks()),
+                    )
             await db.close_pool(pool, timeout=within(2.0))
             closing = asyncio.create_task(http.aclose(), name="close http client")
             closing.add_done_callback(db.retrieve_outcome)
@@ -415,7 +423,7 @@ class Supervisor:
                 took = time.monotonic() - lost_at
                 logger.log(
                     logging.WARNING if took > teardown_limit + _TEARDOWN_SLACK else logging.INFO,
-                    "lost session ended in %.2fs (limit %s)",
+                    TEARDOWN_LINE,
                     took,
                     format_duration(teardown_limit),
                 )
@@ -489,7 +497,11 @@ class Supervisor:
         budget = max(0.0, until - time.monotonic())
         done, _ = await asyncio.wait({run_task}, timeout=budget)
         if not done:
-            logger.warning("worker did not stop within %s: cancelling it", format_duration(budget))
+            logger.warning(
+                "worker did not stop within %s: cancelling it (waiting: %s)",
+                format_duration(budget),
+                describe_waiting(other_tasks()),
+            )
             run_task.cancel()
 
     async def _watchdog(

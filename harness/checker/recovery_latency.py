@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 from harness.checker.runs import Run, acknowledged_ids, runs_by_job
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import Fault, History, JobEvent
-from harness.vocabulary import TERMINAL_EVENTS, EventType, FaultKind, Invariant, worker_of
+from harness.vocabulary import (
+    TERMINAL_EVENTS,
+    EventType,
+    FaultKind,
+    Invariant,
+    ObservationName,
+    worker_of,
+)
 
 NAME = Invariant.RECOVERY_LATENCY
 INF = float("inf")
@@ -119,13 +126,21 @@ def check_queue_resumes(
     measure_from: str = "end",
     jobs: Iterable[int] | None = None,
     seed_bound: float | None = None,
+    session_teardown: float | None = None,
 ) -> Verdict:
     """Did the queue resume: for each fault of ``fault_kinds`` on a target starting with
     ``target_prefix``, every acknowledged job that is not terminal at the fault's ``end`` (or
     ``start``) must show its next event (a run starting or ending) within ``budget`` of that
     time, or of its scheduled retry time if that is later. Verdict name ``recovery_latency``;
-    rows lead with the failures. Nothing pending at any fault: unknown."""
+    rows lead with the failures. Nothing pending at any fault: unknown.
+
+    ``session_teardown`` (the system's limit on ending a lost session, seconds): a worker whose
+    session was lost from the fault's start to ``budget`` after its end reconnects only once
+    the teardown is over, so the part of that teardown after the reference time is added to the
+    fault's budget: up to the ``session_ended`` the worker logged, never past the loss plus the
+    limit (a teardown that overruns its limit shows as a late job). Rows name the teardown."""
     faults = _faults(history, fault_kinds, target_prefix)
+    teardowns = _teardowns(history) if session_teardown is not None else []
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
     events = history.events_by_job()
     positions = _positions(ids)
@@ -136,22 +151,77 @@ def check_queue_resumes(
         references,
     )
     rows: list[dict[str, Any]] = []
+    starts = sorted(f.start for f in faults)
     for fault, reference, candidates in zip(faults, references, maybe_pending, strict=True):
         what = f"{fault.kind_} {fault.target}"
+        extra, because = 0.0, ""
+        if session_teardown is not None:
+            # a loss after the next judged fault began is that fault's doing
+            until = min([reference + budget, *(t for t in starts if t > fault.start)])
+            extra, because = _teardown_after(
+                teardowns, fault.start, until, reference, session_teardown
+            )
+        allowed = round(budget + extra, 4)
         for job_id in _in_order(candidates, positions):
             pending, latency = _progress(events.get(job_id, []), reference)
             if not pending:
                 continue
             if latency is None:
                 problem: str | None = f"job {job_id}, pending when {what} ended, never moved again"
-            elif latency > budget:
+            elif latency > allowed:
                 problem = (
-                    f"job {job_id} moved again {latency:.3f}s after {what}, budget {budget:.3f}s"
+                    f"job {job_id} moved again {latency:.3f}s after {what}, "
+                    f"budget {allowed:.3f}s{because}"
                 )
             else:
                 problem = None
-            rows.append(_row(what, job_id, latency, budget, seed_bound, problem))
+            row = _row(what, job_id, latency, allowed, seed_bound, problem)
+            if because:
+                row["teardown"] = round(extra, 4)
+            rows.append(row)
     return _verdict(rows, budget, seed_bound, len(faults), "pending jobs moved again")
+
+
+#: A lost session: (worker, lost at, its teardown's end as the worker logged it, or None).
+Teardown = tuple[str, float, float | None]
+
+
+def _teardowns(history: History) -> list[Teardown]:
+    """Each ``session_lost`` observation paired with the same worker's next ``session_ended``."""
+    ended: dict[str, list[float]] = {}
+    for o in history.observations(ObservationName.SESSION_ENDED):
+        if isinstance(o.value, dict) and isinstance(o.value.get("worker"), str):
+            ended.setdefault(o.value["worker"], []).append(o.t)
+    out: list[Teardown] = []
+    for o in history.observations(ObservationName.SESSION_LOST):
+        worker = o.value.get("worker") if isinstance(o.value, dict) else None
+        if not isinstance(worker, str):
+            continue
+        end = next((t for t in sorted(ended.get(worker, [])) if t >= o.t), None)
+        out.append((worker, o.t, end))
+    return out
+
+
+def _teardown_after(
+    teardowns: list[Teardown], start: float, until: float, reference: float, limit: float
+) -> tuple[float, str]:
+    """(seconds of lost-session teardown left at ``reference``, the words naming it) for the
+    sessions lost from ``start`` to before ``until``: the longest one counts."""
+    extra, because = 0.0, ""
+    for worker, lost_at, ended_at in teardowns:
+        if not start <= lost_at < until:
+            continue
+        bound = lost_at + limit
+        until = bound if ended_at is None else min(ended_at, bound)
+        left = until - reference
+        if left > extra:
+            took = "not seen ending" if ended_at is None else f"ended {ended_at - lost_at:.2f}s"
+            extra = left
+            because = (
+                f" + {left:.3f}s of {worker}'s lost-session teardown ({took} after the loss; "
+                f"limit {limit:.3f}s)"
+            )
+    return extra, because
 
 
 def _positions(ids: list[int]) -> dict[int, list[int]]:
@@ -254,6 +324,11 @@ def _verdict(
         beyond = sum(1 for r in rows if r["within_seed_bound"] is False)
         seed = f"; seed bound {seed_bound:.3f}s: " + (
             "met" if not beyond else f"{beyond} of {len(rows)} beyond it"
+        )
+    waited = [r["teardown"] for r in rows if "teardown" in r]
+    if waited:
+        seed += (
+            f"; plus a lost session's teardown for {len(waited)} of them (up to {max(waited):.3f}s)"
         )
     return Verdict(
         NAME,

@@ -90,6 +90,13 @@ SESSION_LOST_LOG = re.compile(
     r"worker session lost \((?P<reason>.*)\): stopping it to start afresh$",
     re.MULTILINE,
 )
+#: The system's line when a lost session's teardown is over (system/worker.py): how long it
+#: took from the loss, to be judged against the system's ``session_teardown_limit``.
+SESSION_ENDED_LOG = re.compile(
+    r"^(?:(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?)?"
+    r"lost session ended in (?P<took>[\d.]+)s \(limit [^)]*\)$",
+    re.MULTILINE,
+)
 
 #: The system's line when its event loop was not seen running for a while
 #: (``system.looplag.STALL_LINE``): from and to in wall-clock seconds.
@@ -195,8 +202,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     line saying a run's timeout fired, one ``run_ended`` (with its ``status``) per
     Procrastinate line saying a run ended, whatever the status, and one ``session_lost``
     ``{"worker": name, "reason": ...}`` per line saying the worker's watchdog ended its
-    database session, and one ``loop_stall`` ``{"worker": name, "start": s, "end": e}`` per
-    line saying its event loop was not seen running from s to e (``system.looplag``). ``t``
+    database session, one ``session_ended`` ``{"worker": name, "took": seconds}`` per line
+    saying how long that session's teardown took, and one ``loop_stall``
+    ``{"worker": name, "start": s, "end": e}`` per line saying its event loop was not seen
+    running from s to e (``system.looplag``). ``t``
     is the line's time stamp (the log's local time), or the file's modification time when the
     line has none.
     A missing log gives nothing."""
@@ -222,6 +231,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
             lost = {"worker": name, "reason": m.group("reason")}
             t = _stamp(m, fallback)
             found.append(Observation(name=ObservationName.SESSION_LOST, value=lost, t=t))
+        for m in SESSION_ENDED_LOG.finditer(text):
+            ended = {"worker": name, "took": float(m.group("took"))}
+            t = _stamp(m, fallback)
+            found.append(Observation(name=ObservationName.SESSION_ENDED, value=ended, t=t))
         last_run: dict[int, int] = {}
         for _pos, kind, match in sorted(matches, key=lambda x: x[0]):
             t = _stamp(match, fallback)

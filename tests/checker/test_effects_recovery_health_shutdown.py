@@ -321,6 +321,63 @@ def test_queue_resumes_pass_and_fail() -> None:
     assert never.status == FAIL and "never moved again" in never.evidence[0]
 
 
+def _crash_amid_teardown(*, ended_after: float | None, lost_at: float = 1.1) -> HistoryBuilder:
+    """PostgreSQL down 1.0-1.2 s; the worker's session lost at ``lost_at``; its teardown over
+    ``ended_after`` seconds later (None: not seen); job 2, queued at 0.9 s, runs at 6.0 s."""
+    b = HistoryBuilder()
+    b.submit(1)
+    b.run(1, 0.0, 0.5)  # done before the crash: not pending
+    b.submit(2, 0.9)
+    b.run(2, 6.0, 6.1)
+    b.fault("pg_kill", "postgres", 1.0, 1.2)
+    b.observe("session_lost", {"worker": "w1", "reason": "the pool failed"}, lost_at)
+    if ended_after is not None:
+        b.observe("session_ended", {"worker": "w1", "took": ended_after}, lost_at + ended_after)
+    return b
+
+
+def _resumes(b: HistoryBuilder, teardown: float | None = 5.0) -> Verdict:
+    return check_queue_resumes(
+        b.build(),
+        budget=1.0,
+        fault_kinds=("pg_kill",),
+        target_prefix="postgres",
+        session_teardown=teardown,
+    )
+
+
+def test_queue_resumes_waits_out_a_session_teardown_the_fault_started() -> None:
+    # the teardown ran to 5.1 s: job 2 at 6.0 s is 0.9 s after it, within the 1 s budget
+    ok = _resumes(_crash_amid_teardown(ended_after=4.0))
+    assert ok.status == PASS, ok.evidence
+    (row,) = ok.figures["recoveries"]
+    assert row["teardown"] == 3.9 and row["budget"] == 4.9
+    # without the teardown rule the same history fails: the rule is what lets it pass
+    assert _resumes(_crash_amid_teardown(ended_after=4.0), teardown=None).status == FAIL
+
+
+def test_queue_resumes_counts_a_teardown_no_longer_than_the_systems_limit() -> None:
+    # the teardown took 4.8 s but the limit is 3 s: only 1.1 + 3 - 1.2 = 2.9 s are allowed
+    late = _resumes(_crash_amid_teardown(ended_after=4.8), teardown=3.0)
+    assert late.status == FAIL
+    assert "job 2 moved again 4.800s after pg_kill postgres, budget 3.900s" in late.evidence[0]
+    assert (
+        "w1's lost-session teardown (ended 4.80s after the loss; limit 3.000s)"
+        in (late.evidence[0])
+    )
+
+
+def test_queue_resumes_allows_the_limit_when_the_teardown_was_not_seen_ending() -> None:
+    assert _resumes(_crash_amid_teardown(ended_after=None)).status == PASS
+    assert _resumes(_crash_amid_teardown(ended_after=None), teardown=3.0).status == FAIL
+
+
+def test_queue_resumes_ignores_a_session_lost_outside_the_fault() -> None:
+    # lost long before the crash (another fault's doing): no allowance for this one
+    early = _resumes(_crash_amid_teardown(ended_after=4.0, lost_at=0.5))
+    assert early.status == FAIL and "teardown" not in early.evidence[0]
+
+
 def test_health_detection_budget_per_fault_kind() -> None:
     samples = [(0.0, 200), (2.5, 200), (3.9, 200), (4.3, 200)]
     budgets = {"pg_kill": 3.0, "*": 1.0}  # the 2 s window is shorter than the pg_kill budget

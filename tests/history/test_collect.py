@@ -227,3 +227,22 @@ def test_collect_run_workers_reads_when_a_workers_event_loop_stood_still(tmp_pat
     (stall,) = [o for o in collect_run_workers({"w1": log}) if o.name == "loop_stall"]
     assert stall.value == {"worker": "w1", "start": 1796641096.555123, "end": 1796641096.640201}
     assert stall.t == 1796641096.640201
+
+
+def test_collect_run_workers_reads_how_long_a_lost_sessions_teardown_took(tmp_path: Path) -> None:
+    from system.worker import TEARDOWN_LINE
+
+    log = tmp_path / "w1.log"
+    log.write_text(
+        "2026-12-07 20:10:35,445 INFO system.worker: "
+        + TEARDOWN_LINE % (5.0, "5s")
+        + "\n2026-12-07 20:10:43,876 WARNING system.worker: "
+        + TEARDOWN_LINE % (6.254, "5s")
+        + "\n2026-12-07 20:10:44,000 INFO system.worker: lost session ended in soon\n"
+    )
+    ended = [o for o in collect_run_workers({"w1": log}) if o.name == "session_ended"]
+    assert [o.value for o in ended] == [
+        {"worker": "w1", "took": 5.0},
+        {"worker": "w1", "took": 6.25},
+    ]
+    assert ended[0].t == dt.datetime(2026, 12, 7, 20, 10, 35, 445000).timestamp()

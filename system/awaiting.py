@@ -1,0 +1,45 @@
+"""Where asyncio tasks are waiting: the evidence a teardown that overran its limit leaves.
+
+A lost session's teardown is bounded (``system.promises.session_teardown_limit``); when a
+step of it has to be cut short, the log says which tasks were still waiting and on what, so
+the cause can be read from that run instead of guessed from a rare reproduction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import CodeType
+from typing import Any
+
+#: At most this many frames per task (the innermost ones say what it waits on).
+DEPTH = 8
+
+
+def await_chain(task: asyncio.Task[Any]) -> str:
+    """``outer:line -> ... -> inner:line``: the coroutines ``task`` is suspended in."""
+    frames: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        code: CodeType | None = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        elif code is not None:
+            frames.append(code.co_name)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    if len(frames) > DEPTH:
+        frames = ["...", *frames[-DEPTH:]]
+    return " -> ".join(frames) if frames else "(not a coroutine)"
+
+
+def describe_waiting(tasks: Iterable[asyncio.Task[Any]]) -> str:
+    """One line naming each unfinished task of ``tasks`` and where it waits."""
+    parts = [f"{t.get_name()} at {await_chain(t)}" for t in tasks if not t.done()]
+    return "; ".join(sorted(parts)) if parts else "no task left"
+
+
+def other_tasks() -> list[asyncio.Task[Any]]:
+    """The running loop's unfinished tasks other than the current one."""
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
