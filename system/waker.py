@@ -27,6 +27,7 @@ import datetime
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, cast
 
@@ -103,6 +104,14 @@ _FENCED_FINISH = (
 #: An outcome write that failed on the database is tried again after these waits (doubling,
 #: capped): a run that ended while its session's connection was reset must not be left
 #: ``doing`` under a worker that lives on and beats, which no stalled recovery would ever take.
+#: A fetch that found a job and took longer than this (seconds, from the worker asking to the
+#: job in hand: pool checkout, the heartbeat before it, the query) is logged with
+#: :data:`SLOW_FETCH_LINE`. Below the pickup tolerances the harness calibrates (tens of ms), so
+#: a retry started late because the database answered slowly (a loaded machine) can be told
+#: from one started late by its schedule.
+SLOW_FETCH = 0.02
+#: The line, parsed by the harness (``harness.history.collect``): keep them in step.
+SLOW_FETCH_LINE = "fetch of job %d took %.3fs: from %.6f to %.6f"
 OUTCOME_RETRY_FIRST = 0.05
 OUTCOME_RETRY_MAX = 0.5
 
@@ -196,6 +205,15 @@ class RetryAwareJobManager(manager.JobManager):
         return not isinstance(self.connector, InMemoryConnector)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
+        asked = time.time()
+        job = await self._fetch_job(queues, worker_id)
+        if job is not None and job.id is not None:
+            took = time.time() - asked
+            if took > SLOW_FETCH:
+                logger.info(SLOW_FETCH_LINE, job.id, took, asked, asked + took)
+        return job
+
+    async def _fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
         if self.beat_on_fetch and self._guarded:
             try:
                 await self.update_heartbeat(worker_id)
