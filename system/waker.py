@@ -167,6 +167,9 @@ class RetryAwareJobManager(manager.JobManager):
         #: set by the supervisor when it stops this session: a failing outcome write gives up
         #: at once instead of holding the stop up (the stalled recovery takes the job)
         self.give_up = asyncio.Event()
+        #: set by the supervisor when the session is lost: Procrastinate's last call, removing
+        #: the worker row, gets this many seconds, not the pool timeout (see unregister_worker)
+        self.unregister_within: float | None = None
         self.retry_listeners: list[RetryListener] = []
         #: set once this manager's LISTEN connection has received its own probe
         self.listening = asyncio.Event()
@@ -225,6 +228,29 @@ class RetryAwareJobManager(manager.JobManager):
                 logger.warning("no fetch: the heartbeat before it failed (%s)", exc)
                 return None
         return await super().fetch_job(queues, worker_id)
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        """Remove the worker row; in a lost session, give up after :attr:`unregister_within`.
+
+        Procrastinate unregisters as the last step of its shutdown, through the pool: during a
+        database outage that waited out the pool timeout after everything else had stopped
+        (seen: the worker loop left at ``unregister_worker`` for the 2 s the teardown had
+        left, every long outage). A row left behind has a stale heartbeat: it counts for
+        nothing (``/health`` wants a fresh one, its jobs are stalled by the same age) and the
+        next session's start prunes it as a stalled worker.
+        """
+        if self.unregister_within is None:
+            await super().unregister_worker(worker_id)
+            return
+        try:
+            async with asyncio.timeout(self.unregister_within):
+                await super().unregister_worker(worker_id)
+        except _FETCH_BEAT_ERRORS as exc:  # TimeoutError among them
+            logger.warning(
+                "worker row %d not removed in a lost session (%s): pruned later as stalled",
+                worker_id,
+                _first_line(exc) if str(exc) else f"no answer within {self.unregister_within:g}s",
+            )
 
     async def update_heartbeat(self, worker_id: int) -> None:
         if not self._guarded:

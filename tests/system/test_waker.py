@@ -80,6 +80,42 @@ async def test_a_slow_fetch_that_found_a_job_says_when_it_waited(
     assert before <= start and end - start >= 2 * SLOW_FETCH
 
 
+async def test_a_lost_sessions_worker_row_is_left_to_the_prune_when_the_database_is_slow(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from procrastinate import manager
+
+    connector = InMemoryConnector()
+    app = App(connector=connector)
+    app.job_manager = RetryAwareJobManager(connector)
+    unregister = manager.JobManager.unregister_worker
+    hold = asyncio.Event()
+
+    async def waiting(self: manager.JobManager, worker_id: int) -> None:
+        await hold.wait()  # a pool checkout during an outage
+        await unregister(self, worker_id)
+
+    async with app.open_async():
+        first = await app.job_manager.register_worker()
+        second = await app.job_manager.register_worker()
+        await app.job_manager.unregister_worker(first)  # not lost: Procrastinate's own call
+        assert list(connector.workers) == [second]
+        monkeypatch.setattr(manager.JobManager, "unregister_worker", waiting)
+        app.job_manager.unregister_within = 0.05
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await app.job_manager.unregister_worker(second)
+        took = loop.time() - began
+    # gave up after its 0.05 s (not the pool timeout), said so, and left the row
+    assert 0.05 <= took < 1.0
+    assert list(connector.workers) == [second]
+    assert any(
+        f"worker row {second} not removed in a lost session (no answer within 0.05s)"
+        in r.getMessage()
+        for r in caplog.records
+    )
+
+
 async def test_note_plans_our_queues_only_and_at_the_retry_time() -> None:
     waker = RetryWaker(None, ["api_calls"], scan_interval=5.0, timeout=1.0)  # type: ignore[arg-type]
     soon = datetime.datetime.now(UTC) + datetime.timedelta(seconds=2)
