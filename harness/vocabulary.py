@@ -120,6 +120,7 @@ class ObservationName(StrEnum):
     RUN_ENDED = "run_ended"  # {job_id, run, worker, status}: Procrastinate's end line, any status
     SESSION_LOST = "session_lost"  # {worker, reason}: its watchdog ended its database session
     SESSION_ENDED = "session_ended"  # {worker, took}: a lost session's teardown was over
+    SLOW_FETCH = "slow_fetch"  # {worker, job_id, start, end}: a fetch that found it was slow
     LOOP_STALL = "loop_stall"  # {worker, start, end}: its event loop not seen running (its log)
     CALIBRATION = "calibration"  # pickup latency measured before the faults
     MACHINE_STALL = "machine_stall"  # {start, duration}: the harness could not run (sentinel)

@@ -27,6 +27,7 @@ import datetime
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, cast
 
@@ -103,6 +104,14 @@ _FENCED_FINISH = (
 #: An outcome write that failed on the database is tried again after these waits (doubling,
 #: capped): a run that ended while its session's connection was reset must not be left
 #: ``doing`` under a worker that lives on and beats, which no stalled recovery would ever take.
+#: A fetch that found a job and took longer than this (seconds, from the worker asking to the
+#: job in hand: pool checkout, the heartbeat before it, the query) is logged with
+#: :data:`SLOW_FETCH_LINE`. Below the pickup tolerances the harness calibrates (tens of ms), so
+#: a retry started late because the database answered slowly (a loaded machine) can be told
+#: from one started late by its schedule.
+SLOW_FETCH = 0.02
+#: The line, parsed by the harness (``harness.history.collect``): keep them in step.
+SLOW_FETCH_LINE = "fetch of job %d took %.3fs: from %.6f to %.6f"
 OUTCOME_RETRY_FIRST = 0.05
 OUTCOME_RETRY_MAX = 0.5
 
@@ -158,6 +167,9 @@ class RetryAwareJobManager(manager.JobManager):
         #: set by the supervisor when it stops this session: a failing outcome write gives up
         #: at once instead of holding the stop up (the stalled recovery takes the job)
         self.give_up = asyncio.Event()
+        #: set by the supervisor when the session is lost: Procrastinate's last call, removing
+        #: the worker row, gets this many seconds, not the pool timeout (see unregister_worker)
+        self.unregister_within: float | None = None
         self.retry_listeners: list[RetryListener] = []
         #: set once this manager's LISTEN connection has received its own probe
         self.listening = asyncio.Event()
@@ -196,6 +208,15 @@ class RetryAwareJobManager(manager.JobManager):
         return not isinstance(self.connector, InMemoryConnector)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
+        asked = time.time()
+        job = await self._fetch_job(queues, worker_id)
+        if job is not None and job.id is not None:
+            took = time.time() - asked
+            if took > SLOW_FETCH:
+                logger.info(SLOW_FETCH_LINE, job.id, took, asked, asked + took)
+        return job
+
+    async def _fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
         if self.beat_on_fetch and self._guarded:
             try:
                 await self.update_heartbeat(worker_id)
@@ -207,6 +228,29 @@ class RetryAwareJobManager(manager.JobManager):
                 logger.warning("no fetch: the heartbeat before it failed (%s)", exc)
                 return None
         return await super().fetch_job(queues, worker_id)
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        """Remove the worker row; in a lost session, give up after :attr:`unregister_within`.
+
+        Procrastinate unregisters as the last step of its shutdown, through the pool: during a
+        database outage that waited out the pool timeout after everything else had stopped
+        (seen: the worker loop left at ``unregister_worker`` for the 2 s the teardown had
+        left, every long outage). A row left behind has a stale heartbeat: it counts for
+        nothing (``/health`` wants a fresh one, its jobs are stalled by the same age) and the
+        next session's start prunes it as a stalled worker.
+        """
+        if self.unregister_within is None:
+            await super().unregister_worker(worker_id)
+            return
+        try:
+            async with asyncio.timeout(self.unregister_within):
+                await super().unregister_worker(worker_id)
+        except _FETCH_BEAT_ERRORS as exc:  # TimeoutError among them
+            logger.warning(
+                "worker row %d not removed in a lost session (%s): pruned later as stalled",
+                worker_id,
+                _first_line(exc) if str(exc) else f"no answer within {self.unregister_within:g}s",
+            )
 
     async def update_heartbeat(self, worker_id: int) -> None:
         if not self._guarded:

@@ -83,6 +83,8 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (
 _FIRST_RECONNECT_DELAY = 0.1
 #: A lost session's teardown ending this much past its limit is a warning (event-loop lag).
 _TEARDOWN_SLACK = 0.25
+#: Seconds a lost session's worker gets to remove its row (then it is pruned as stalled).
+UNREGISTER_WHEN_LOST = 0.5
 #: The line ending a lost session's teardown: seconds it took, the limit (the harness reads it).
 TEARDOWN_LINE = "lost session ended in %.2fs (limit %s)"
 
@@ -387,6 +389,10 @@ class Supervisor:
             logger.warning("worker session lost (%s): stopping it to start afresh", reason)
             lost_at = time.monotonic()
             ends_by = lost_at + teardown_limit
+            if isinstance(app.job_manager, RetryAwareJobManager):
+                app.job_manager.unregister_within = min(
+                    UNREGISTER_WHEN_LOST, settings.db_pool_timeout
+                )
             await self._end_worker(worker, run_task, until=ends_by - SESSION_TEARDOWN_MARGIN)
             return reason
         finally:

@@ -22,7 +22,7 @@ from harness.checker.runs import (
 )
 from harness.checker.verdict import FAIL, PASS, UNKNOWN, Verdict
 from harness.history.records import History
-from harness.vocabulary import Invariant
+from harness.vocabulary import Invariant, ObservationName
 
 NAME = Invariant.RETRY_SCHEDULE
 
@@ -57,9 +57,11 @@ def check_retry_schedule(
       failure (the decision precedes the failure's commit by a little: within the tolerance).
 
     A retry late by no more than the event loop of the worker that ran it stood still after
-    its retry time (``loop_stall``), and asked for no shorter a wait than the formula allows,
-    cannot be judged: unknown, naming it, when no other retry fails (a machine too busy to run
-    the worker, not a schedule).
+    its retry time (``loop_stall``) or that worker's fetches waited on the database
+    (``slow_fetch``: a fetch that found a job and took longer than the system's
+    ``SLOW_FETCH``), and asked for no shorter a wait than the formula allows, cannot be judged:
+    unknown, naming it, when no other retry fails (a machine too busy to run the worker or the
+    database, not a schedule).
 
     ``tolerance`` comes from the calibration (harness/budgets.py), never from this run. It must
     be below half the smallest expected delay judged, or a doubling cannot be told from no
@@ -85,7 +87,8 @@ def check_retry_schedule(
 
     by_job = runs_by_job(history)
     ids = list(jobs) if jobs is not None else acknowledged_ids(history)
-    stalls = loop_stalls(history)
+    # a pickup waits on the worker's loop and on its fetch (the database answering)
+    stalls = loop_stalls(history, also=(ObservationName.SLOW_FETCH,))
     delays: list[dict[str, Any]] = []
     evidence: list[str] = []
     stalled: list[str] = []
@@ -120,8 +123,9 @@ def check_retry_schedule(
                 if requested >= expected - tolerance and overrun <= lag:
                     stalled.append(
                         f"{where} came {observed:.3f}s after the failure, {overrun:.3f}s past "
-                        f"{expected:.3f}s + {tolerance:.3f}s, while {nxt.worker}'s event loop "
-                        f"stood still {lag:.3f}s after the retry time"
+                        f"{expected:.3f}s + {tolerance:.3f}s, while {nxt.worker} was held up "
+                        f"{lag:.3f}s after the retry time (its event loop stood still or its "
+                        "fetch waited on the database)"
                     )
                     continue
                 evidence.append(

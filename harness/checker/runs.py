@@ -263,14 +263,20 @@ def stopping_faults(history: History, run: Run, *, until: float | None = None) -
 STALL_JOIN = 0.02
 
 
-def loop_stalls(history: History) -> dict[str, list[tuple[float, float]]]:
+def loop_stalls(
+    history: History, *, also: tuple[str, ...] = ()
+) -> dict[str, list[tuple[float, float]]]:
     """Worker -> the stretches its event loop was not seen running (``loop_stall``
-    observations from its log), in time order, stalls closer than :data:`STALL_JOIN` joined."""
+    observations from its log), in time order, stalls closer than :data:`STALL_JOIN` joined.
+    ``also``: more observation names with the same ``{worker, start, end}`` shape whose
+    stretches count too (``slow_fetch``: the worker waited on the database to get a job)."""
     raw: dict[str, list[tuple[float, float]]] = {}
-    for o in history.observations(ObservationName.LOOP_STALL):
-        v = o.value
-        if isinstance(v, dict) and {"worker", "start", "end"} <= set(v):
-            raw.setdefault(str(v["worker"]), []).append((float(v["start"]), float(v["end"])))
+    for name in (ObservationName.LOOP_STALL, *also):
+        for o in history.observations(name):
+            v = o.value
+            if isinstance(v, dict) and {"worker", "start", "end"} <= set(v):
+                stretch = (float(v["start"]), float(v["end"]))
+                raw.setdefault(str(v["worker"]), []).append(stretch)
     out: dict[str, list[tuple[float, float]]] = {}
     for worker, stretches in raw.items():
         joined: list[tuple[float, float]] = []

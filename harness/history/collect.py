@@ -98,6 +98,13 @@ SESSION_ENDED_LOG = re.compile(
     re.MULTILINE,
 )
 
+#: The system's line when a fetch that found a job was slow (``system.waker.SLOW_FETCH_LINE``):
+#: from and to in wall-clock seconds.
+SLOW_FETCH_LOG = re.compile(
+    r"fetch of job (?P<job_id>\d+) took [\d.]+s: from (?P<start>[\d.]+) to (?P<end>[\d.]+)$",
+    re.MULTILINE,
+)
+
 #: The system's line when its event loop was not seen running for a while
 #: (``system.looplag.STALL_LINE``): from and to in wall-clock seconds.
 STALL_LOG = re.compile(
@@ -205,7 +212,9 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
     database session, one ``session_ended`` ``{"worker": name, "took": seconds}`` per line
     saying how long that session's teardown took, and one ``loop_stall``
     ``{"worker": name, "start": s, "end": e}`` per line saying its event loop was not seen
-    running from s to e (``system.looplag``). ``t``
+    running from s to e (``system.looplag``), and one ``slow_fetch``
+    ``{"worker": name, "job_id": n, "start": s, "end": e}`` per line saying a fetch that found
+    job n took from s to e (``system.waker``). ``t``
     is the line's time stamp (the log's local time), or the file's modification time when the
     line has none.
     A missing log gives nothing."""
@@ -227,6 +236,10 @@ def collect_run_workers(logs: Mapping[str, Path]) -> list[Observation]:
             start, end = float(m.group("start")), float(m.group("end"))
             stall = {"worker": name, "start": start, "end": end}
             found.append(Observation(name=ObservationName.LOOP_STALL, value=stall, t=end))
+        for m in SLOW_FETCH_LOG.finditer(text):
+            start, end = float(m.group("start")), float(m.group("end"))
+            fetch = {"worker": name, "job_id": int(m.group("job_id")), "start": start, "end": end}
+            found.append(Observation(name=ObservationName.SLOW_FETCH, value=fetch, t=end))
         for m in SESSION_LOST_LOG.finditer(text):
             lost = {"worker": name, "reason": m.group("reason")}
             t = _stamp(m, fallback)

@@ -80,7 +80,7 @@ def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_stalled_loop() 
     # 0.12 s late: 0.04 s past the tolerance, and w1's loop stood still 0.06 s after 0.35
     v = check_retry_schedule(history(0.12, ("w1", 0.34, 0.41)).build(), **judge)
     assert v.status == UNKNOWN, v.summary
-    assert "could not judge 1 runs" in v.summary and "stood still 0.060s" in v.summary
+    assert "could not judge 1 runs" in v.summary and "held up 0.060s" in v.summary
     # a stall on another worker, or before the retry time, explains nothing
     assert check_retry_schedule(history(0.12, ("w2", 0.34, 0.41)).build(), **judge).status == FAIL
     assert check_retry_schedule(history(0.12, ("w1", 0.2, 0.34)).build(), **judge).status == FAIL
@@ -91,6 +91,32 @@ def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_stalled_loop() 
     # whole pickup (0.25 to 0.5), is still a failure: the stall explains the pickup, not the ask
     v = check_retry_schedule(history(0.15, ("w1", 0.24, 0.51), asked=0.1).build(), **judge)
     assert v.status == FAIL and "later than" in v.evidence[0], v.summary
+
+
+def test_retry_schedule_cannot_judge_a_retry_late_by_its_workers_slow_fetch() -> None:
+    # chaos under pytest-xdist (-n 3 on 2 cores): a retry 0.798 s after its failure against
+    # 0.75 s (0.7 + 0.05), no loop stall, while PostgreSQL answered slowly
+    def history(late: float, fetch: tuple[str, float, float] | None) -> HistoryBuilder:
+        b = HistoryBuilder()
+        b.submit(1)
+        b.run(1, 0.1, 0.15, "retry", retry_in=BASE, worker="w1")  # retry time 0.35
+        b.run(1, 0.35 + late, 0.4 + late, "failed", worker="w1")
+        if fetch is not None:
+            worker, start, end = fetch
+            value = {"worker": worker, "job_id": 1, "start": b.t0 + start, "end": b.t0 + end}
+            b.observe("slow_fetch", value, end)
+        return b
+
+    judge = {"base_delay": BASE, "max_delay": CAP, "tolerance": TOL}
+    # 0.12 s late: 0.04 s past the tolerance, w1's fetch of it took 0.35-0.47 (after 0.35)
+    v = check_retry_schedule(history(0.12, ("w1", 0.35, 0.47)).build(), **judge)
+    assert v.status == UNKNOWN, v.summary
+    assert "held up 0.120s" in v.summary and "fetch waited on the database" in v.summary
+    # without the slow fetch, or with another worker's, the same retry fails
+    assert check_retry_schedule(history(0.12, None).build(), **judge).status == FAIL
+    assert check_retry_schedule(history(0.12, ("w2", 0.35, 0.47)).build(), **judge).status == FAIL
+    # a fetch slow by 0.02 s explains 0.02 s, not a retry 0.5 s late (a pickup at the next poll)
+    assert check_retry_schedule(history(0.5, ("w1", 0.83, 0.85)).build(), **judge).status == FAIL
 
 
 def test_retry_schedule_fails_when_the_queue_runs_a_retry_before_its_time() -> None:

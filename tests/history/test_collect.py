@@ -246,3 +246,22 @@ def test_collect_run_workers_reads_how_long_a_lost_sessions_teardown_took(tmp_pa
         {"worker": "w1", "took": 6.25},
     ]
     assert ended[0].t == dt.datetime(2026, 12, 7, 20, 10, 35, 445000).timestamp()
+
+
+def test_collect_run_workers_reads_when_a_fetch_that_found_a_job_was_slow(tmp_path: Path) -> None:
+    from system.waker import SLOW_FETCH_LINE
+
+    log = tmp_path / "w1.log"
+    log.write_text(
+        "2026-12-07 22:30:01,100 INFO system.waker: "
+        + SLOW_FETCH_LINE % (14, 0.0421, 1796682601.057, 1796682601.0991)
+        + "\n"
+    )
+    (fetch,) = [o for o in collect_run_workers({"w1": log}) if o.name == "slow_fetch"]
+    assert fetch.value == {
+        "worker": "w1",
+        "job_id": 14,
+        "start": 1796682601.057,
+        "end": 1796682601.0991,
+    }
+    assert fetch.t == 1796682601.0991

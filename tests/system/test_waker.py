@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 from typing import Any
 
 import pytest
@@ -37,6 +39,81 @@ async def test_listeners_hear_of_a_retry_once_it_is_stored() -> None:
         await app.job_manager.retry_job(job, retry_at=at)
     # called after the row went back to `todo`, with the job's queue and retry time
     assert heard == [(job_id, "api_calls", at, "todo")]
+
+
+async def test_a_slow_fetch_that_found_a_job_says_when_it_waited(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from procrastinate import manager
+
+    from harness.history.collect import SLOW_FETCH_LOG
+    from system.waker import SLOW_FETCH
+
+    connector = InMemoryConnector()
+    app = App(connector=connector)
+    app.job_manager = RetryAwareJobManager(connector)
+
+    @app.task(queue="api_calls")
+    async def work() -> None: ...
+
+    fetch = manager.JobManager.fetch_job
+
+    async def slow(self: manager.JobManager, queues: Any, worker_id: int) -> Any:
+        await asyncio.sleep(2 * SLOW_FETCH)  # the database answering slowly
+        return await fetch(self, queues, worker_id)
+
+    caplog.set_level("INFO", logger="system.waker")
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        job_id = await work.defer_async()
+        assert await app.job_manager.fetch_job(queues=None, worker_id=worker_id) is not None
+        assert await app.job_manager.fetch_job(queues=None, worker_id=worker_id) is None
+        monkeypatch.setattr(manager.JobManager, "fetch_job", slow)
+        before = time.time()
+        second = await work.defer_async()
+        assert await app.job_manager.fetch_job(queues=None, worker_id=worker_id) is not None
+        assert await app.job_manager.fetch_job(queues=None, worker_id=worker_id) is None
+    # one line, for the slow fetch that found a job (not the fast one, nor the empty one)
+    found = [m for r in caplog.records if (m := SLOW_FETCH_LOG.search(r.getMessage()))]
+    assert [int(m.group("job_id")) for m in found] == [second] and second != job_id
+    start, end = float(found[0].group("start")), float(found[0].group("end"))
+    assert before <= start and end - start >= 2 * SLOW_FETCH
+
+
+async def test_a_lost_sessions_worker_row_is_left_to_the_prune_when_the_database_is_slow(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from procrastinate import manager
+
+    connector = InMemoryConnector()
+    app = App(connector=connector)
+    app.job_manager = RetryAwareJobManager(connector)
+    unregister = manager.JobManager.unregister_worker
+    hold = asyncio.Event()
+
+    async def waiting(self: manager.JobManager, worker_id: int) -> None:
+        await hold.wait()  # a pool checkout during an outage
+        await unregister(self, worker_id)
+
+    async with app.open_async():
+        first = await app.job_manager.register_worker()
+        second = await app.job_manager.register_worker()
+        await app.job_manager.unregister_worker(first)  # not lost: Procrastinate's own call
+        assert list(connector.workers) == [second]
+        monkeypatch.setattr(manager.JobManager, "unregister_worker", waiting)
+        app.job_manager.unregister_within = 0.05
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await app.job_manager.unregister_worker(second)
+        took = loop.time() - began
+    # gave up after its 0.05 s (not the pool timeout), said so, and left the row
+    assert 0.05 <= took < 1.0
+    assert list(connector.workers) == [second]
+    assert any(
+        f"worker row {second} not removed in a lost session (no answer within 0.05s)"
+        in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_note_plans_our_queues_only_and_at_the_retry_time() -> None:
