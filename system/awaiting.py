@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import types
 from collections.abc import Iterable
 from types import CodeType
@@ -19,8 +20,9 @@ DEPTH = 8
 
 
 def await_chain(task: asyncio.Task[Any]) -> str:
-    """``outer:line -> ... -> inner:line``: the coroutines ``task`` is suspended in, through
-    async generators too (an ``asynccontextmanager``'s body, e.g. a pool's ``connection()``)."""
+    """``file.outer:line -> ... -> file.inner:line``: the coroutines ``task`` is suspended
+    in, through async generators too (an ``asynccontextmanager``'s body, e.g. a pool's
+    ``connection()``)."""
     frames: list[str] = []
     coro: Any = task.get_coro()
     seen: set[int] = set()
@@ -37,9 +39,9 @@ def await_chain(task: asyncio.Task[Any]) -> str:
             or getattr(coro, "ag_code", None)
         )
         if frame is not None:
-            frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            frames.append(f"{_where(frame.f_code)}:{frame.f_lineno}")
         elif code is not None:
-            frames.append(code.co_name)
+            frames.append(_where(code))
         coro = (
             getattr(coro, "cr_await", None)
             or getattr(coro, "gi_yieldfrom", None)
@@ -49,6 +51,11 @@ def await_chain(task: asyncio.Task[Any]) -> str:
     if len(frames) > DEPTH:
         frames = ["...", *frames[-DEPTH:]]
     return " -> ".join(frames) if frames else "(not a coroutine)"
+
+
+def _where(code: CodeType) -> str:
+    """``file.function`` (the file's name without ``.py``): ``pool_async.connection``."""
+    return f"{os.path.splitext(os.path.basename(code.co_filename))[0]}.{code.co_name}"
 
 
 def _generator_behind(awaitable: Any) -> Any:

@@ -31,9 +31,10 @@ async def test_the_chain_follows_coroutines_into_an_async_context_managers_body(
     chain = await_chain(task)
     # the query, the context manager's exit, the generator's body, the call it awaits
     names = [step.split(":")[0] for step in chain.split(" -> ")]
-    assert names[:2] == ["query", "__aexit__"]
-    assert "checkout" in names and names.index("hand_back") > names.index("checkout")
-    assert describe_waiting([task]).startswith("fetch at query:")
+    assert names[:2] == ["test_awaiting.query", "contextlib.__aexit__"]
+    body, call = names.index("test_awaiting.checkout"), names.index("test_awaiting.hand_back")
+    assert call > body
+    assert describe_waiting([task]).startswith("fetch at test_awaiting.query:")
     release.set()
     await task
     assert describe_waiting([task]) == "no task left"
