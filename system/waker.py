@@ -101,9 +101,6 @@ _FENCED_FINISH = (
     _STILL_THIS_RUN
     + "SELECT procrastinate_finish_job_v1(id, %(status)s, %(delete_job)s) IS NULL AS done FROM run"
 )
-#: An outcome write that failed on the database is tried again after these waits (doubling,
-#: capped): a run that ended while its session's connection was reset must not be left
-#: ``doing`` under a worker that lives on and beats, which no stalled recovery would ever take.
 #: A fetch that found a job and took longer than this (seconds, from the worker asking to the
 #: job in hand: pool checkout, the heartbeat before it, the query) is logged with
 #: :data:`SLOW_FETCH_LINE`. Below the pickup tolerances the harness calibrates (tens of ms), so
@@ -112,6 +109,9 @@ _FENCED_FINISH = (
 SLOW_FETCH = 0.02
 #: The line, parsed by the harness (``harness.history.collect``): keep them in step.
 SLOW_FETCH_LINE = "fetch of job %d took %.3fs: from %.6f to %.6f"
+#: An outcome write that failed on the database is tried again after these waits (doubling,
+#: capped): a run that ended while its session's connection was reset must not be left
+#: ``doing`` under a worker that lives on and beats, which no stalled recovery would ever take.
 OUTCOME_RETRY_FIRST = 0.05
 OUTCOME_RETRY_MAX = 0.5
 
