@@ -16,7 +16,7 @@ from types import CodeType
 from typing import Any
 
 #: At most this many frames per task (the innermost ones say what it waits on).
-DEPTH = 8
+DEPTH = 16
 
 
 def await_chain(task: asyncio.Task[Any]) -> str:
