@@ -131,7 +131,7 @@ def long_outage(p: Profile) -> float:
         steps += delay
         delay = min(delay * 2, p.db_reconnect_max_delay)
     notice = p.db_pool_timeout + p.db_connect_timeout
-    return notice + session_teardown_limit(p.worker_timeout, p.db_pool_timeout) + steps
+    return notice + session_teardown(p) + steps
 
 
 def session_teardown(p: Profile) -> float:
@@ -175,7 +175,7 @@ def health_recover_after(p: Profile, cal: Calibration) -> dict[str, float]:
     (a 0.2 s PostgreSQL crash): the worker then tears the session down, within the system's
     own limit, before it reconnects, and its heartbeat goes stale meanwhile."""
     base = health_recover(p, cal)
-    teardown = session_teardown_limit(p.worker_timeout, p.db_pool_timeout)
+    teardown = session_teardown(p)
     return {**{kind: round(base + teardown, 4) for kind in SESSION_ENDING}, "*": base}
 
 

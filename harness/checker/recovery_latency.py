@@ -188,7 +188,7 @@ Teardown = tuple[str, float, float | None]
 
 def _teardowns(history: History) -> list[Teardown]:
     """Each ``session_lost`` observation paired with the same worker's next ``session_ended``."""
-    ended: dict[str, list[float]] = {}
+    ended: dict[str, list[float]] = {}  # observations come in time order
     for o in history.observations(ObservationName.SESSION_ENDED):
         if isinstance(o.value, dict) and isinstance(o.value.get("worker"), str):
             ended.setdefault(o.value["worker"], []).append(o.t)
@@ -197,7 +197,7 @@ def _teardowns(history: History) -> list[Teardown]:
         worker = o.value.get("worker") if isinstance(o.value, dict) else None
         if not isinstance(worker, str):
             continue
-        end = next((t for t in sorted(ended.get(worker, [])) if t >= o.t), None)
+        end = next((t for t in ended.get(worker, []) if t >= o.t), None)
         out.append((worker, o.t, end))
     return out
 
@@ -212,8 +212,8 @@ def _teardown_after(
         if not start <= lost_at < until:
             continue
         bound = lost_at + limit
-        until = bound if ended_at is None else min(ended_at, bound)
-        left = until - reference
+        over = bound if ended_at is None else min(ended_at, bound)
+        left = over - reference
         if left > extra:
             took = "not seen ending" if ended_at is None else f"ended {ended_at - lost_at:.2f}s"
             extra = left
@@ -319,21 +319,21 @@ def _verdict(
     if not rows:
         return Verdict(NAME, UNKNOWN, "no fault interrupted a job: nothing to recover", figures)
     worst = max(r["latency"] for r in rows)
-    seed = ""
+    notes = ""
     if seed_bound is not None:
         beyond = sum(1 for r in rows if r["within_seed_bound"] is False)
-        seed = f"; seed bound {seed_bound:.3f}s: " + (
+        notes = f"; seed bound {seed_bound:.3f}s: " + (
             "met" if not beyond else f"{beyond} of {len(rows)} beyond it"
         )
     waited = [r["teardown"] for r in rows if "teardown" in r]
     if waited:
-        seed += (
+        notes += (
             f"; plus a lost session's teardown for {len(waited)} of them (up to {max(waited):.3f}s)"
         )
     return Verdict(
         NAME,
         PASS,
-        f"{len(rows)} {done}, slowest after {worst:.3f}s (budget {budget:.3f}s{seed})",
+        f"{len(rows)} {done}, slowest after {worst:.3f}s (budget {budget:.3f}s{notes})",
         figures,
     )
 

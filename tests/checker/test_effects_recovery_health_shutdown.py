@@ -372,6 +372,17 @@ def test_queue_resumes_allows_the_limit_when_the_teardown_was_not_seen_ending() 
     assert _resumes(_crash_amid_teardown(ended_after=None), teardown=3.0).status == FAIL
 
 
+def test_queue_resumes_weighs_every_session_lost_in_the_window() -> None:
+    # w2's session, lost at 1.05 s, ended before the crash did; w1's, lost at 1.15 s, ran to
+    # 5.1 s: the later loss is still looked at, and its teardown is the one allowed
+    b = _crash_amid_teardown(ended_after=3.95, lost_at=1.15)
+    b.observe("session_lost", {"worker": "w2", "reason": "the pool failed"}, 1.05)
+    b.observe("session_ended", {"worker": "w2", "took": 0.05}, 1.1)
+    ok = _resumes(b)
+    assert ok.status == PASS, ok.evidence
+    assert ok.figures["recoveries"][0]["teardown"] == 3.9
+
+
 def test_queue_resumes_ignores_a_session_lost_outside_the_fault() -> None:
     # lost long before the crash (another fault's doing): no allowance for this one
     early = _resumes(_crash_amid_teardown(ended_after=4.0, lost_at=0.5))

@@ -8,18 +8,31 @@ import time
 from typing import Any
 
 import pytest
-from procrastinate import App
+from procrastinate import App, manager
 from procrastinate.testing import InMemoryConnector
 
-from system.waker import FOLLOW_UPS, RetryAwareJobManager, RetryWaker, notifications
+from harness.history.collect import SLOW_FETCH_LOG
+from system.waker import (
+    FOLLOW_UPS,
+    SLOW_FETCH,
+    RetryAwareJobManager,
+    RetryWaker,
+    notifications,
+)
 
 UTC = datetime.UTC
 
 
-async def test_listeners_hear_of_a_retry_once_it_is_stored() -> None:
+def _app() -> tuple[InMemoryConnector, App]:
+    """An app on Procrastinate's in-memory connector, with the system's job manager."""
     connector = InMemoryConnector()
     app = App(connector=connector)
     app.job_manager = RetryAwareJobManager(connector)
+    return connector, app
+
+
+async def test_listeners_hear_of_a_retry_once_it_is_stored() -> None:
+    connector, app = _app()
 
     @app.task(queue="api_calls")
     async def work() -> None: ...
@@ -44,14 +57,7 @@ async def test_listeners_hear_of_a_retry_once_it_is_stored() -> None:
 async def test_a_slow_fetch_that_found_a_job_says_when_it_waited(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from procrastinate import manager
-
-    from harness.history.collect import SLOW_FETCH_LOG
-    from system.waker import SLOW_FETCH
-
-    connector = InMemoryConnector()
-    app = App(connector=connector)
-    app.job_manager = RetryAwareJobManager(connector)
+    _, app = _app()
 
     @app.task(queue="api_calls")
     async def work() -> None: ...
@@ -83,11 +89,7 @@ async def test_a_slow_fetch_that_found_a_job_says_when_it_waited(
 async def test_a_lost_sessions_worker_row_is_left_to_the_prune_when_the_database_is_slow(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from procrastinate import manager
-
-    connector = InMemoryConnector()
-    app = App(connector=connector)
-    app.job_manager = RetryAwareJobManager(connector)
+    connector, app = _app()
     unregister = manager.JobManager.unregister_worker
     hold = asyncio.Event()
 
